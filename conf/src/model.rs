@@ -159,7 +159,7 @@ impl std::str::FromStr for MacAddr {
         let mut parts = s.split([':', '-']);
         for byte in &mut out {
             let part = parts.next().ok_or(())?;
-            if part.is_empty() || part.len() > 2 {
+            if part.is_empty() || part.len() > 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(());
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| ())?;
@@ -558,6 +558,8 @@ pub struct Rule {
     pub log: bool,
     pub label: Option<String>,
     /// Block rules: answer with TCP RST / ICMP unreachable instead of dropping silently.
+    /// Already resolved against `[policy] block_policy` (an explicit `return = false` is
+    /// pf's `block drop`).
     pub return_: bool,
     pub origin: Origin,
 }
@@ -644,7 +646,8 @@ impl Rule {
                 let _ = write!(s, " port {}", port(&self.to_port));
             }
         }
-        if let Some(f) = self.flags {
+        // pfctl shows flags only where they can apply: TCP, or any protocol.
+        if let Some(f) = self.flags.filter(|_| self.proto.is_empty() || self.proto.contains(&proto::TCP)) {
             let _ = write!(s, " flags {f}");
         }
         if self.action == Action::Pass {

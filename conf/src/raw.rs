@@ -225,6 +225,10 @@ pub enum OneOrMany<T> {
 }
 
 impl<T> OneOrMany<T> {
+    pub fn is_empty(&self) -> bool {
+        matches!(self, OneOrMany::Many(v) if v.is_empty())
+    }
+
     /// Every item with its span (`outer` is the span of the whole field).
     pub fn items(&self, outer: std::ops::Range<usize>) -> Vec<(std::ops::Range<usize>, &T)> {
         match self {

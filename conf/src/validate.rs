@@ -23,13 +23,21 @@ const MAX_TABLE_NAME: usize = 31;
 const MAX_LABEL: usize = 63;
 
 pub(crate) fn validate(cx: &mut Context, path: &Path, s: Sections) -> Option<Config> {
-    let mut v = Validator { cx, broken: s.broken.clone(), unparsed: s.unparsed_names.clone() };
+    let timeouts_span = s.timeouts.as_ref().map(|t| (t.file, t.span.clone()));
+    let mut v = Validator { cx, broken: s.broken.clone(), unparsed: s.unparsed_names.clone(), timeouts_span };
 
     let appliance = v.appliance(s.appliance);
     let dpdk = v.dpdk(s.dpdk);
     let interfaces = v.interfaces(s.interfaces);
     let limits = v.limits(s.limits);
     let timeouts = v.timeouts(s.timeouts, &limits);
+    let (start, end) = timeouts.adaptive(limits.states);
+    if start >= end {
+        let at = v.timeouts_span.clone();
+        if let Some((file, span)) = at {
+            v.err(file, span, format!("the adaptive window is empty: adaptive.start ({start}) must be below adaptive.end ({end}); unset values default to 60% and 120% of [limits] states ({})", limits.states));
+        }
+    }
     let tables = v.tables(s.tables, &limits);
     let routes = v.routes(s.routes, &interfaces);
     let neighbors = v.neighbors(s.neighbors, &interfaces);
@@ -48,9 +56,10 @@ pub(crate) fn validate(cx: &mut Context, path: &Path, s: Sections) -> Option<Con
             Some(raw::BlockPolicy::Drop) | None => BlockPolicy::Drop,
         },
     });
+    let block_policy = policy.map(|p| p.block_policy).unwrap_or_default();
     let mut rules = Vec::with_capacity(s.rules.len());
     for r in s.rules {
-        if let Some(rule) = v.rule(r, &interfaces, &tables) {
+        if let Some(rule) = v.rule(r, &interfaces, &tables, block_policy) {
             rules.push(rule);
         }
     }
@@ -80,6 +89,8 @@ struct Validator<'a> {
     broken: Vec<String>,
     /// `(section, name)` of entries that failed to parse.
     unparsed: Vec<(String, String)>,
+    /// Where `[timeouts]` was written, for checks across sections.
+    timeouts_span: Option<(usize, Range<usize>)>,
 }
 
 fn origin(cx: &Context, file: usize, span: &Range<usize>) -> Origin {
@@ -538,23 +549,24 @@ impl Validator<'_> {
     fn pfsync(&mut self, p: Sourced<raw::Pfsync>, interfaces: &[Interface]) -> Option<Pfsync> {
         let Sourced { file, span, value: p } = p;
         let o = origin(self.cx, file, &span);
-        let i = self.interface_ref(file, &p.interface, interfaces)?;
-        let peer = match &p.peer {
-            None => None,
-            Some(s) => {
-                let ip = self.ip(file, s, "pfsync peer")?;
-                if !ip.is_ipv4() || ip.is_multicast() {
-                    self.err(file, s.span(), format!("peer {ip} must be a unicast IPv4 address (OpenBSD's syncpeer)"));
-                    return None;
-                }
-                Some(ip)
+        let i = self.interface_ref(file, &p.interface, interfaces);
+        let errors_before = self.cx.diags.len();
+        let peer = p.peer.as_ref().and_then(|s| {
+            let ip = self.ip(file, s, "pfsync peer")?;
+            if !ip.is_ipv4() || ip.is_multicast() {
+                self.err(file, s.span(), format!("peer {ip} must be a unicast IPv4 address (OpenBSD's syncpeer)"));
+                return None;
             }
-        };
+            Some(ip)
+        });
         let maxupd = self.bounded(file, p.maxupd, "maxupd", 0, 255, 128) as u8;
-        Some(Pfsync { interface: interfaces[i].name.clone(), peer, defer: p.defer, maxupd, origin: o })
+        if self.cx.diags.len() != errors_before {
+            return None;
+        }
+        Some(Pfsync { interface: interfaces[i?].name.clone(), peer, defer: p.defer, maxupd, origin: o })
     }
 
-    fn rule(&mut self, r: Sourced<raw::Rule>, interfaces: &[Interface], tables: &[Table]) -> Option<Rule> {
+    fn rule(&mut self, r: Sourced<raw::Rule>, interfaces: &[Interface], tables: &[Table], block_policy: BlockPolicy) -> Option<Rule> {
         let Sourced { file, span, value: r } = r;
         let o = origin(self.cx, file, &span);
         let errors_before = self.cx.diags.len();
@@ -568,12 +580,29 @@ impl Validator<'_> {
             raw::Af::Inet6 => AddressFamily::Inet6,
         });
 
+        // An empty list would silently widen the rule to "any": pf refuses `{}` too.
+        for (name, empty_span) in [
+            ("proto", r.proto.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
+            ("from", r.from.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
+            ("to", r.to.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
+            ("from_port", r.from_port.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
+            ("to_port", r.to_port.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
+        ] {
+            if let Some(sp) = empty_span {
+                self.err(file, sp, format!("`{name}` is an empty list; leave the key out to match any"));
+            }
+        }
+
         // proto
         let mut protos: Vec<u8> = Vec::new();
         if let Some(p) = &r.proto {
             for (ispan, item) in p.get_ref().items(p.span()) {
                 let number = match item {
-                    raw::Proto::Number(n) if (0..=255).contains(n) => Some(*n as u8),
+                    raw::Proto::Number(0) => {
+                        self.err(file, ispan.clone(), "protocol 0 cannot be used (pf: proto 0 cannot be used); leave `proto` out to match any protocol");
+                        None
+                    }
+                    raw::Proto::Number(n) if (1..=255).contains(n) => Some(*n as u8),
                     raw::Proto::Number(n) => {
                         self.err(file, ispan.clone(), format!("protocol number {n} is out of range (0-255)"));
                         None
@@ -581,7 +610,7 @@ impl Validator<'_> {
                     raw::Proto::Name(name) => match protocol_by_name(name) {
                         Some(n) => Some(n),
                         None => {
-                            self.err(file, ispan.clone(), format!("unknown protocol `{name}`, expected tcp, udp, icmp, icmp6, {} or a number 0-255", OTHER_PROTOCOL_NAMES));
+                            self.err(file, ispan.clone(), format!("unknown protocol `{name}`, expected tcp, udp, icmp, icmp6, {} or a number 1-255", OTHER_PROTOCOL_NAMES));
                             None
                         }
                     },
@@ -614,7 +643,7 @@ impl Validator<'_> {
         // flags
         let mut flags = None;
         if let Some(f) = &r.flags {
-            if !protos.is_empty() && protos.iter().any(|p| *p != proto::TCP) {
+            if !protos.is_empty() && !protos.contains(&proto::TCP) && f.get_ref().trim() != "any" {
                 self.err(file, f.span(), "flags apply only to TCP: give the rule proto = \"tcp\" (pf: flags only apply to tcp)");
             }
             match parse_flags(f.get_ref()) {
@@ -645,8 +674,9 @@ impl Validator<'_> {
                 }
                 false
             }
+            // An explicit `return = false` is pf's `block drop`: it overrides the block policy.
             Some(ret) => *ret.get_ref(),
-            None => false,
+            None => action == Action::Block && block_policy == BlockPolicy::Return,
         };
         let label = r.label.as_ref().map(|l| {
             if l.get_ref().len() > MAX_LABEL {
@@ -862,7 +892,7 @@ fn parse_flags(s: &str) -> Result<Option<TcpFlagsMatch>, String> {
     Ok(Some(TcpFlagsMatch { set, mask }))
 }
 
-const OTHER_PROTOCOL_NAMES: &str = "gre, esp, ah, ospf, sctp, carp, pfsync, ipv6";
+const OTHER_PROTOCOL_NAMES: &str = "ipv6-icmp, ipv6, gre, esp, ah, ospf, pim, carp, vrrp, sctp, pfsync";
 
 fn protocol_by_name(name: &str) -> Option<u8> {
     Some(match name {

@@ -455,3 +455,36 @@ fn missing_config_file() {
     assert_eq!((d[0].line, d[0].column), (1, 1));
     assert!(d[0].message.starts_with("cannot read the configuration"));
 }
+
+#[test]
+fn empty_lists_and_protocol_zero_are_refused() {
+    let e = errors_after_base("\n[[rule]]\naction = \"pass\"\nfrom = []\nproto = 0\n");
+    assert_eq!(
+        e,
+        [
+            "4:8: `from` is an empty list; leave the key out to match any",
+            "5:9: protocol 0 cannot be used (pf: proto 0 cannot be used); leave `proto` out to match any protocol",
+        ]
+    );
+}
+
+#[test]
+fn adaptive_window_is_checked_against_the_limit_defaults() {
+    let e = errors("[limits]\nstates = 1000\n\n[timeouts]\nadaptive.start = 5000\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("4:1: the adaptive window is empty: adaptive.start (5000) must be below adaptive.end (1200)"), "{e:?}");
+}
+
+#[test]
+fn flags_any_is_fine_on_any_protocol_and_tcp_lists_may_have_flags() {
+    let e = errors_after_base("\n[[rule]]\naction = \"pass\"\nproto = \"udp\"\nflags = \"any\"\n\n[[rule]]\naction = \"pass\"\nproto = [\"tcp\", \"udp\"]\nflags = \"S/SA\"\n");
+    assert_eq!(e, Vec::<String>::new());
+}
+
+#[test]
+fn explicit_return_false_overrides_block_policy_return() {
+    let text = format!("{BASE}\n[policy]\nblock_policy = \"return\"\n\n[[rule]]\naction = \"block\"\n\n[[rule]]\naction = \"block\"\nreturn = false\n");
+    let cfg = load_str(Path::new("fw.toml"), &text).unwrap().config;
+    assert!(cfg.rules[0].return_);
+    assert!(!cfg.rules[1].return_);
+}
