@@ -1,3 +1,7 @@
-//! The control plane: CARP and pfsync engines and the control-core loop.
+//! The control plane: what runs on the control core beside the workers.
 //!
-//! Empty for now: CARP and pfsync arrive with their own work. Nothing here pretends to work.
+//! - [`neighbor`]: ARP / ND resolution of next hops and learning of neighbours.
+//!
+//! CARP and pfsync arrive with their own work; nothing here pretends to run them yet.
+
+pub mod neighbor;

@@ -1,0 +1,673 @@
+//! The lock-sharded state table.
+//!
+//! `shard = hash & (shards − 1)`; each shard is a `parking_lot` mutex around an
+//! open-addressing index (linear probing, 8-byte slots holding a 32-bit hash tag and a
+//! 32-bit slab index, at most half full) and a slab of [`State`]s. The hash is computed
+//! once per packet (ahash over the five key words) and picks the shard, the home slot and
+//! the tag, so a lookup touches one index cache line and then the state itself; workers
+//! [`prefetch`](StateTable::prefetch) the index line for a whole burst before processing it.
+//! Deletion uses backward shifting, so there are no tombstones and lookups never slow down
+//! with churn. The slab keeps states at stable indices and reuses freed entries.
+//!
+//! Expiry never walks the table on a worker: a worker only checks the one state it found
+//! (an expired state is removed and the packet treated as new), and the control core
+//! [`sweep`](StateTable::sweep)s a bounded number of entries per call, as pf's purge
+//! thread visits states/interval entries per second.
+//!
+//! A full table refuses new states (pf's "memory" drop) and never evicts live ones.
+
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam::utils::CachePadded;
+use parking_lot::{Mutex, MutexGuard};
+
+use super::{State, StateKey, Timeout, TimeoutTable};
+
+/// An empty index slot.
+const EMPTY: u64 = u64::MAX;
+/// The index is grown when more than half full.
+const MAX_LOAD_NUM: usize = 1;
+const MAX_LOAD_DEN: usize = 2;
+
+/// How to size and run a state table.
+#[derive(Clone, Debug)]
+pub struct StateTableConfig {
+    /// `[limits] states`.
+    pub limit: usize,
+    /// Shards (rounded up to a power of two).
+    pub shards: usize,
+    pub timeouts: TimeoutTable,
+    /// This node's pfsync creator id.
+    pub creator: u32,
+    /// The first state id (pf seeds it from the boot time, so ids don't repeat across
+    /// restarts).
+    pub first_id: u64,
+}
+
+/// Why a state could not be inserted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// `[limits] states` reached: pf's "memory" drop.
+    Full,
+}
+
+/// Totals for `pfctl -s info`-style views.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateTableStats {
+    pub current: u64,
+    pub inserts: u64,
+    pub removals: u64,
+    /// Inserts refused because the table was full.
+    pub refused: u64,
+}
+
+struct Shard {
+    slots: Vec<u64>,
+    mask: usize,
+    states: Vec<State>,
+    /// Whether each slab entry holds a live state.
+    live: Vec<bool>,
+    free: Vec<u32>,
+    count: usize,
+    inserts: u64,
+    removals: u64,
+}
+
+/// The parts of a shard a prefetch may read without its lock: a prefetch of a stale
+/// address is harmless, so the index location is mirrored here in atomics.
+struct ShardSlot {
+    lock: Mutex<Shard>,
+    slots_ptr: AtomicPtr<u64>,
+    slots_mask: AtomicUsize,
+}
+
+/// The lock-sharded state table. Shared by all workers (`Arc<StateTable>`) and the control core.
+pub struct StateTable {
+    shards: Box<[CachePadded<ShardSlot>]>,
+    shard_mask: u64,
+    hasher: ahash::RandomState,
+    count: CachePadded<AtomicUsize>,
+    refused: AtomicU64,
+    next_id: AtomicU64,
+    limit: usize,
+    creator: u32,
+    timeouts: TimeoutTable,
+}
+
+/// Tag and home slot from the hash's upper half (the lower bits pick the shard).
+#[inline]
+fn tag_of(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+impl Shard {
+    fn with_capacity(states: usize) -> Shard {
+        let slots = (states * MAX_LOAD_DEN / MAX_LOAD_NUM).next_power_of_two().max(16);
+        Shard {
+            slots: vec![EMPTY; slots],
+            mask: slots - 1,
+            states: Vec::with_capacity(states),
+            live: Vec::with_capacity(states),
+            free: Vec::new(),
+            count: 0,
+            inserts: 0,
+            removals: 0,
+        }
+    }
+
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        tag as usize & self.mask
+    }
+
+    #[inline]
+    fn find(&self, key: &StateKey, hash: u64) -> Option<u32> {
+        let tag = tag_of(hash);
+        let mut i = self.home(tag);
+        loop {
+            let slot = self.slots[i];
+            if slot == EMPTY {
+                return None;
+            }
+            if (slot >> 32) as u32 == tag {
+                let idx = slot as u32;
+                if self.states[idx as usize].key == *key {
+                    return Some(idx);
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn place(&mut self, tag: u32, idx: u32) {
+        let mut i = self.home(tag);
+        while self.slots[i] != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i] = (tag as u64) << 32 | idx as u64;
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        let len = old.len() * 2;
+        self.slots = vec![EMPTY; len];
+        self.mask = len - 1;
+        for slot in old.into_iter().filter(|s| *s != EMPTY) {
+            self.place((slot >> 32) as u32, slot as u32);
+        }
+    }
+
+    fn insert(&mut self, hash: u64, state: State) -> u32 {
+        if (self.count + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM {
+            self.grow();
+        }
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.states[idx as usize] = state;
+                self.live[idx as usize] = true;
+                idx
+            }
+            None => {
+                self.states.push(state);
+                self.live.push(true);
+                (self.states.len() - 1) as u32
+            }
+        };
+        self.place(tag_of(hash), idx);
+        self.count += 1;
+        self.inserts += 1;
+        idx
+    }
+
+    /// Removes slab entry `idx` whose key hashes to `hash` (backward-shift deletion).
+    fn remove(&mut self, idx: u32, hash: u64) {
+        let tag = tag_of(hash);
+        let want = (tag as u64) << 32 | idx as u64;
+        let mut i = self.home(tag);
+        while self.slots[i] != want {
+            debug_assert_ne!(self.slots[i], EMPTY, "removing a state that is not indexed");
+            if self.slots[i] == EMPTY {
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+        // Shift later members of the probe run back into the hole.
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let slot = self.slots[j];
+            if slot == EMPTY {
+                break;
+            }
+            let home = self.home((slot >> 32) as u32);
+            // Move `j` into the hole unless its home lies cyclically in (hole, j].
+            let in_between = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
+            if !in_between {
+                self.slots[hole] = slot;
+                hole = j;
+            }
+        }
+        self.slots[hole] = EMPTY;
+        self.live[idx as usize] = false;
+        self.free.push(idx);
+        self.count -= 1;
+        self.removals += 1;
+    }
+}
+
+impl StateTable {
+    pub fn new(config: StateTableConfig) -> StateTable {
+        let shards = config.shards.max(1).next_power_of_two();
+        // Reserve room for each shard's share of the limit (plus slack for imbalance);
+        // memory is only touched as states arrive.
+        let per_shard = (config.limit / shards + config.limit / shards / 8 + 16).min(1 << 24);
+        let shards: Box<[CachePadded<ShardSlot>]> = (0..shards)
+            .map(|_| {
+                let mut shard = Shard::with_capacity(per_shard);
+                let ptr = shard.slots.as_mut_ptr();
+                let mask = shard.mask;
+                CachePadded::new(ShardSlot {
+                    lock: Mutex::new(shard),
+                    slots_ptr: AtomicPtr::new(ptr),
+                    slots_mask: AtomicUsize::new(mask),
+                })
+            })
+            .collect();
+        StateTable {
+            shard_mask: shards.len() as u64 - 1,
+            shards,
+            hasher: ahash::RandomState::new(),
+            count: CachePadded::new(AtomicUsize::new(0)),
+            refused: AtomicU64::new(0),
+            next_id: AtomicU64::new(config.first_id.max(1)),
+            limit: config.limit,
+            creator: config.creator,
+            timeouts: config.timeouts,
+        }
+    }
+
+    /// The hash of a key: computed once per packet.
+    #[inline]
+    pub fn hash(&self, key: &StateKey) -> u64 {
+        self.hasher.hash_one(key.words())
+    }
+
+    #[inline]
+    fn shard_slot(&self, hash: u64) -> &ShardSlot {
+        &self.shards[(hash & self.shard_mask) as usize]
+    }
+
+    /// Hints the CPU to fetch the index line a lookup of `hash` will read.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let s = self.shard_slot(hash);
+        let base = s.slots_ptr.load(Ordering::Relaxed);
+        let mask = s.slots_mask.load(Ordering::Relaxed);
+        let addr = base.wrapping_add(tag_of(hash) as usize & mask);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetching is a hint and never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(addr as *const i8, std::arch::x86_64::_MM_HINT_T0);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = addr;
+    }
+
+    /// Locks the shard that holds `hash`'s key. A worker holds it while it filters one
+    /// packet, so checking for a state and creating it are one atomic step.
+    #[inline]
+    pub fn lock(&self, hash: u64) -> ShardGuard<'_> {
+        let slot = self.shard_slot(hash);
+        ShardGuard { guard: slot.lock.lock(), slot, table: self }
+    }
+
+    /// States in the table now.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub fn creator(&self) -> u32 {
+        self.creator
+    }
+
+    pub fn timeouts(&self) -> &TimeoutTable {
+        &self.timeouts
+    }
+
+    /// When a state expires, given the table's fill (pf's `pf_state_expires`).
+    #[inline]
+    pub fn expires_at(&self, state: &State) -> u64 {
+        state.last_ms + self.timeouts.timeout_ms(state.timeout, self.len() as u64)
+    }
+
+    pub fn stats(&self) -> StateTableStats {
+        let mut s = StateTableStats { refused: self.refused.load(Ordering::Relaxed), ..Default::default() };
+        for shard in self.shards.iter() {
+            let g = shard.lock.lock();
+            s.current += g.count as u64;
+            s.inserts += g.inserts;
+            s.removals += g.removals;
+        }
+        s
+    }
+
+    /// Bytes held by the table: index slots, slab (at capacity) and free lists.
+    pub fn memory_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let g = s.lock.lock();
+                g.slots.capacity() * 8
+                    + g.states.capacity() * std::mem::size_of::<State>()
+                    + g.live.capacity()
+                    + g.free.capacity() * 4
+            })
+            .sum::<usize>()
+            + self.shards.len() * std::mem::size_of::<CachePadded<ShardSlot>>()
+    }
+
+    /// Calls `f` with every live state, shard by shard (for tools; takes each lock in turn).
+    pub fn for_each(&self, mut f: impl FnMut(&State)) {
+        for shard in self.shards.iter() {
+            let g = shard.lock.lock();
+            for (s, live) in g.states.iter().zip(&g.live) {
+                if *live {
+                    f(s);
+                }
+            }
+        }
+    }
+
+    /// Visits up to `budget` slab entries from `cursor` on, removing the expired states
+    /// (each passed to `on_expire` first). Returns the number removed. The control core
+    /// calls this periodically so that every state is visited about once per `interval`.
+    pub fn sweep(&self, now_ms: u64, cursor: &mut SweepCursor, budget: usize, mut on_expire: impl FnMut(&State)) -> usize {
+        let mut visited = 0;
+        let mut removed = 0;
+        let shards = self.shards.len();
+        let mut shards_seen = 0;
+        while visited < budget && shards_seen <= shards {
+            let slot = &self.shards[cursor.shard % shards];
+            let mut g = slot.lock.lock();
+            while cursor.index < g.states.len() && visited < budget {
+                let idx = cursor.index;
+                cursor.index += 1;
+                visited += 1;
+                if !g.live[idx] {
+                    continue;
+                }
+                let state = &g.states[idx];
+                let expires = state.last_ms + self.timeouts.timeout_ms(state.timeout, self.len() as u64);
+                if now_ms >= expires {
+                    on_expire(state);
+                    let hash = self.hash(&state.key);
+                    g.remove(idx as u32, hash);
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    removed += 1;
+                }
+            }
+            if cursor.index >= g.states.len() {
+                cursor.shard = (cursor.shard + 1) % shards;
+                cursor.index = 0;
+                shards_seen += 1;
+            }
+        }
+        removed
+    }
+
+    /// Removes every state (pfctl -F states).
+    pub fn flush(&self) -> usize {
+        let mut n = 0;
+        for slot in self.shards.iter() {
+            let mut g = slot.lock.lock();
+            let c = g.count;
+            g.removals += c as u64;
+            g.slots.fill(EMPTY);
+            g.states.clear();
+            g.live.clear();
+            g.free.clear();
+            g.count = 0;
+            self.count.fetch_sub(c, Ordering::Relaxed);
+            n += c;
+        }
+        n
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Where an incremental [`StateTable::sweep`] resumes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SweepCursor {
+    shard: usize,
+    index: usize,
+}
+
+/// A locked shard: find, create, update and remove states while filtering one packet.
+pub struct ShardGuard<'a> {
+    guard: MutexGuard<'a, Shard>,
+    slot: &'a ShardSlot,
+    table: &'a StateTable,
+}
+
+impl ShardGuard<'_> {
+    /// Finds the live state for `key`. A state found expired is removed on the spot and
+    /// reported as absent, so expiry is exact to the millisecond without a table walk.
+    #[inline]
+    pub fn find(&mut self, key: &StateKey, hash: u64, now_ms: u64) -> Option<u32> {
+        let idx = self.guard.find(key, hash)?;
+        let state = &self.guard.states[idx as usize];
+        if now_ms >= self.table.expires_at(state) {
+            self.remove(idx, hash);
+            return None;
+        }
+        Some(idx)
+    }
+
+    #[inline]
+    pub fn get(&self, idx: u32) -> &State {
+        &self.guard.states[idx as usize]
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, idx: u32) -> &mut State {
+        &mut self.guard.states[idx as usize]
+    }
+
+    /// Inserts a new state (the caller has checked `find` first, under this same lock).
+    /// Its `id` and `creator` are assigned here unless already set (synced states keep
+    /// their peer's identity).
+    #[inline]
+    pub fn insert(&mut self, hash: u64, mut state: State) -> Result<u32, InsertError> {
+        let t = self.table;
+        if t.count.load(Ordering::Relaxed) >= t.limit {
+            t.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(InsertError::Full);
+        }
+        if state.id == 0 {
+            state.id = t.next_id();
+            state.creator = t.creator;
+        }
+        let before = self.guard.slots.len();
+        let idx = self.guard.insert(hash, state);
+        if self.guard.slots.len() != before {
+            // The index moved: keep prefetches pointed at it.
+            self.slot.slots_ptr.store(self.guard.slots.as_mut_ptr(), Ordering::Relaxed);
+            self.slot.slots_mask.store(self.guard.mask, Ordering::Relaxed);
+        }
+        t.count.fetch_add(1, Ordering::Relaxed);
+        Ok(idx)
+    }
+
+    #[inline]
+    pub fn remove(&mut self, idx: u32, hash: u64) {
+        self.guard.remove(idx, hash);
+        self.table.count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The timeout a state would get now (adaptive scaling included).
+    pub fn timeout_ms(&self, class: Timeout) -> u64 {
+        self.table.timeouts.timeout_ms(class, self.table.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{tcp::Peer, COVER_IN};
+    use super::*;
+    use rampart_conf::Timeouts;
+    use std::net::IpAddr;
+
+    fn table(limit: usize, shards: usize) -> StateTable {
+        StateTable::new(StateTableConfig {
+            limit,
+            shards,
+            timeouts: TimeoutTable::new(&Timeouts::default(), limit as u32),
+            creator: 0xabcd,
+            first_id: 100,
+        })
+    }
+
+    fn state(key: StateKey, now: u64, timeout: Timeout) -> State {
+        State {
+            key,
+            id: 0,
+            created_ms: now,
+            last_ms: now,
+            packets: [0; 2],
+            bytes: [0; 2],
+            peers: [Peer::default(); 2],
+            creator: 0,
+            rule: 0,
+            iface: 0,
+            timeout,
+            initiator: 0,
+            covers: COVER_IN,
+            direction: 0,
+            flags: 0,
+        }
+    }
+
+    fn key(i: u32) -> StateKey {
+        let a = IpAddr::from(std::net::Ipv4Addr::from(0xc6120000 + i));
+        let b: IpAddr = "203.0.113.1".parse().unwrap();
+        StateKey::new(17, a, 1000 + (i % 5000) as u16, b, 53).0
+    }
+
+    #[test]
+    fn insert_find_remove_many_with_churn() {
+        let t = table(1_000_000, 4);
+        let mut idxs = Vec::new();
+        for i in 0..20_000 {
+            let k = key(i);
+            let h = t.hash(&k);
+            let mut g = t.lock(h);
+            assert!(g.find(&k, h, 0).is_none());
+            idxs.push(g.insert(h, state(k, 0, Timeout::UdpSingle)).unwrap());
+        }
+        assert_eq!(t.len(), 20_000);
+        // Remove every third, then check every key's presence.
+        for i in (0..20_000).step_by(3) {
+            let k = key(i);
+            let h = t.hash(&k);
+            let mut g = t.lock(h);
+            let idx = g.find(&k, h, 0).unwrap();
+            g.remove(idx, h);
+        }
+        for i in 0..20_000 {
+            let k = key(i);
+            let h = t.hash(&k);
+            let mut g = t.lock(h);
+            assert_eq!(g.find(&k, h, 0).is_some(), i % 3 != 0, "key {i}");
+            if let Some(idx) = g.find(&k, h, 0) {
+                assert_eq!(g.get(idx).key, k);
+                assert_eq!(g.get(idx).creator, 0xabcd);
+            }
+        }
+        let s = t.stats();
+        assert_eq!(s.current, t.len() as u64);
+        assert_eq!(s.inserts - s.removals, s.current);
+        // Freed slab entries are reused.
+        let k = key(3);
+        let h = t.hash(&k);
+        let mut g = t.lock(h);
+        g.insert(h, state(k, 0, Timeout::UdpSingle)).unwrap();
+        assert!(g.find(&k, h, 0).is_some());
+    }
+
+    #[test]
+    fn ids_are_unique_and_increase() {
+        let t = table(100, 2);
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            let k = key(i);
+            let h = t.hash(&k);
+            let mut g = t.lock(h);
+            let idx = g.insert(h, state(k, 0, Timeout::UdpSingle)).unwrap();
+            ids.push(g.get(idx).id);
+        }
+        assert_eq!(ids, (100..110).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_full_table_refuses_and_keeps_what_it_has() {
+        let t = table(10, 2);
+        for i in 0..10 {
+            let k = key(i);
+            let h = t.hash(&k);
+            t.lock(h).insert(h, state(k, 0, Timeout::TcpEstablished)).unwrap();
+        }
+        let k = key(99);
+        let h = t.hash(&k);
+        assert_eq!(t.lock(h).insert(h, state(k, 0, Timeout::UdpSingle)), Err(InsertError::Full));
+        assert_eq!(t.stats().refused, 1);
+        assert_eq!(t.len(), 10);
+    }
+
+    #[test]
+    fn expired_states_vanish_on_lookup() {
+        let t = table(1000, 1);
+        let k = key(1);
+        let h = t.hash(&k);
+        t.lock(h).insert(h, state(k, 1_000, Timeout::UdpSingle)).unwrap();
+        // udp.single is 30 s.
+        assert!(t.lock(h).find(&k, h, 30_999).is_some());
+        assert!(t.lock(h).find(&k, h, 31_000).is_none());
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn sweep_removes_only_expired_within_budget() {
+        let t = table(10_000, 4);
+        for i in 0..1000 {
+            let k = key(i);
+            let h = t.hash(&k);
+            let class = if i % 2 == 0 { Timeout::UdpSingle } else { Timeout::TcpEstablished };
+            t.lock(h).insert(h, state(k, 0, class)).unwrap();
+        }
+        let mut cursor = SweepCursor::default();
+        let mut expired = 0;
+        let mut removed = 0;
+        // Small budgets: several calls to get around the table.
+        for _ in 0..20 {
+            removed += t.sweep(60_000, &mut cursor, 100, |s| {
+                assert_eq!(s.timeout, Timeout::UdpSingle);
+                expired += 1;
+            });
+        }
+        assert_eq!(removed, 500);
+        assert_eq!(expired, 500);
+        assert_eq!(t.len(), 500);
+    }
+
+    #[test]
+    fn flush_empties() {
+        let t = table(1000, 4);
+        for i in 0..100 {
+            let k = key(i);
+            let h = t.hash(&k);
+            t.lock(h).insert(h, state(k, 0, Timeout::UdpSingle)).unwrap();
+        }
+        assert_eq!(t.flush(), 100);
+        assert_eq!(t.len(), 0);
+        let k = key(5);
+        let h = t.hash(&k);
+        assert!(t.lock(h).find(&k, h, 0).is_none());
+    }
+
+    #[test]
+    fn index_grows_past_its_reservation() {
+        // A tiny limit reservation, many states: the index must grow and stay correct.
+        let t = StateTable::new(StateTableConfig {
+            limit: 100_000,
+            shards: 64,
+            timeouts: TimeoutTable::new(&Timeouts::default(), 100_000),
+            creator: 1,
+            first_id: 1,
+        });
+        for i in 0..50_000 {
+            let k = key(i);
+            let h = t.hash(&k);
+            t.prefetch(h);
+            t.lock(h).insert(h, state(k, 0, Timeout::UdpSingle)).unwrap();
+        }
+        for i in 0..50_000 {
+            let k = key(i);
+            let h = t.hash(&k);
+            assert!(t.lock(h).find(&k, h, 0).is_some());
+        }
+        assert!(t.memory_bytes() > 50_000 * std::mem::size_of::<State>());
+    }
+}

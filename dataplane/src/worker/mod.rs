@@ -1,0 +1,731 @@
+//! The worker: one core's run-to-completion loop over its queue on every port.
+//!
+//! ```text
+//! for each port: rx_burst(32)
+//!     stage 1, whole burst: parse, build the state key, hash it, prefetch the state index
+//!     stage 2, per packet:  L2 check → ARP/ND/local → state/rules (in) → route →
+//!                           state/rules (out) → neighbour → TTL−1, L2 rewrite → TX buffer
+//! for each port: tx_burst(what was buffered for it)
+//! ```
+//!
+//! Nothing here allocates, makes a syscall, formats or takes a lock other than the state
+//! shard's: read-mostly tables come through [`Snapshot`]s refreshed once per poll, and
+//! frames for the control core go through a bounded lock-free queue that drops (and counts)
+//! when full. The same loop runs over DPDK queues and over in-memory ports.
+
+pub mod reply;
+pub mod stats;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
+use rampart_conf::{Action, Direction};
+
+use crate::filter::{CompiledPolicy, PacketMeta, Verdict};
+use crate::iface::InterfaceTable;
+use crate::io::{PacketBuf, Port, BURST};
+use crate::neighbor::NeighborTable;
+use crate::route::RouteTable;
+use crate::shared::{Published, Snapshot};
+use crate::state::tcp::{self, SynOnState, TcpVerdict};
+use crate::state::{State, StateKey, StateTable, Timeout, STATE_LOG};
+use crate::vip::VipTable;
+use crate::wire::parse::{parse_frame, parse_quoted, Fragment, ParsedFrame, QuotedL4, L3, L4};
+use crate::wire::{arp, checksum, ip_protocol, MacAddr, NdiscPacket, TcpOptions};
+
+pub use stats::{Counter, DropReason, PortStats, WorkerStats};
+
+/// What the control core must see, handed over by a worker.
+pub enum ToControl<B> {
+    /// A frame for the control plane (CARP, pfsync), with the interface it arrived on.
+    Frame { iface: u16, buf: B },
+    /// A neighbour's address and MAC, learned from ARP or ND.
+    Learn { iface: u16, ip: IpAddr, mac: MacAddr },
+    /// A next hop whose MAC is unknown: resolve it (ARP request / neighbour solicitation).
+    Resolve { iface: u16, ip: IpAddr },
+}
+
+/// The tables a worker reads, shared with the control core (which writes them).
+#[derive(Clone)]
+pub struct Shared {
+    pub interfaces: Arc<InterfaceTable>,
+    pub policy: Arc<Published<CompiledPolicy>>,
+    pub routes: Arc<Published<RouteTable>>,
+    pub neighbors: Arc<Published<NeighborTable>>,
+    pub vips: Arc<VipTable>,
+    pub states: Arc<StateTable>,
+}
+
+/// CARP's and pfsync's multicast groups.
+const CARP_V4: [u8; 4] = [224, 0, 0, 18];
+const PFSYNC_V4: [u8; 4] = [224, 0, 0, 240];
+const CARP_V6: u128 = 0xff02_0000_0000_0000_0000_0000_0000_0012;
+
+/// A next hop's MAC resolution asked of the control core recently (per worker, so the
+/// queue is not flooded while the first request is answered).
+#[derive(Clone, Copy)]
+struct RecentResolve {
+    iface: u16,
+    ip: IpAddr,
+    at_ms: u64,
+}
+
+const RESOLVE_SLOTS: usize = 64;
+/// Ask again for the same next hop at most this often.
+const RESOLVE_EVERY_MS: u64 = 1000;
+
+/// Stage 1's result for one frame.
+#[derive(Clone, Copy)]
+struct Prepared {
+    frame: ParsedFrame,
+    key: StateKey,
+    src_first: bool,
+    hash: u64,
+}
+
+/// What to do with a processed frame.
+enum Outcome {
+    Transmit(u16),
+    Drop(DropReason),
+    /// Hand the frame to the control core.
+    ToControl,
+}
+
+/// One worker's loop state. `P` is the port backend (DPDK queues or in-memory ports).
+pub struct Worker<P: Port> {
+    pub id: u16,
+    ports: Vec<P>,
+    interfaces: Arc<InterfaceTable>,
+    vips: Arc<VipTable>,
+    states: Arc<StateTable>,
+    policy: Snapshot<CompiledPolicy>,
+    routes: Snapshot<RouteTable>,
+    neighbors: Snapshot<NeighborTable>,
+    control: Arc<ArrayQueue<ToControl<P::Buf>>>,
+    stats: Arc<WorkerStats>,
+    rx: Vec<P::Buf>,
+    tx: Vec<Vec<P::Buf>>,
+    prepared: Vec<Result<Prepared, DropReason>>,
+    resolves: [Option<RecentResolve>; RESOLVE_SLOTS],
+}
+
+impl<P: Port> Worker<P> {
+    /// A worker over `ports` (index = interface index), reading `shared` and handing frames
+    /// to the control core through `control`.
+    pub fn new(id: u16, ports: Vec<P>, shared: &Shared, control: Arc<ArrayQueue<ToControl<P::Buf>>>) -> Worker<P> {
+        let n = ports.len();
+        Worker {
+            id,
+            ports,
+            interfaces: shared.interfaces.clone(),
+            vips: shared.vips.clone(),
+            states: shared.states.clone(),
+            policy: Snapshot::new(shared.policy.clone()),
+            routes: Snapshot::new(shared.routes.clone()),
+            neighbors: Snapshot::new(shared.neighbors.clone()),
+            control,
+            stats: Arc::new(WorkerStats::new(n)),
+            rx: Vec::with_capacity(BURST),
+            tx: (0..n).map(|_| Vec::with_capacity(BURST * n.max(1))).collect(),
+            prepared: Vec::with_capacity(BURST),
+            resolves: [None; RESOLVE_SLOTS],
+        }
+    }
+
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    pub fn ports(&self) -> &[P] {
+        &self.ports
+    }
+
+    pub fn ports_mut(&mut self) -> &mut [P] {
+        &mut self.ports
+    }
+
+    /// One pass over every port: receive a burst from each, process it, transmit.
+    /// `now_ms` is the clock for state timeouts (monotonic time, or a capture's timestamps
+    /// in replay). Returns the number of frames received.
+    pub fn poll(&mut self, now_ms: u64) -> usize {
+        self.policy.refresh();
+        self.routes.refresh();
+        self.neighbors.refresh();
+        let mut received = 0;
+        for port in 0..self.ports.len() {
+            let mut rx = std::mem::take(&mut self.rx);
+            let n = self.ports[port].rx_burst(&mut rx, BURST);
+            received += n;
+            if n > 0 {
+                self.process_burst(port as u16, &mut rx, now_ms);
+            }
+            rx.clear();
+            self.rx = rx;
+        }
+        self.flush();
+        received
+    }
+
+    fn process_burst(&mut self, port: u16, rx: &mut Vec<P::Buf>, now_ms: u64) {
+        let pstats = &self.stats.ports[port as usize];
+        // Stage 1: parse everything, hash the state keys and prefetch their index lines,
+        // so the lookups of stage 2 find them in cache.
+        self.prepared.clear();
+        for buf in rx.iter() {
+            let data = buf.data();
+            pstats.rx_packets.inc();
+            pstats.rx_bytes.add(data.len() as u64);
+            let prepared = parse_frame(data).map_err(DropReason::from_parse).map(|frame| {
+                let (sport, dport) = state_ports(&frame);
+                let (key, src_first) = StateKey::new(frame.protocol, frame.src, sport, frame.dst, dport);
+                let hash = self.states.hash(&key);
+                if frame.ip_version().is_some() {
+                    self.states.prefetch(hash);
+                }
+                Prepared { frame, key, src_first, hash }
+            });
+            self.prepared.push(prepared);
+        }
+        // Stage 2: decide and act on each frame.
+        for (i, mut buf) in rx.drain(..).enumerate() {
+            let outcome = match self.prepared[i] {
+                Ok(p) => self.process(port, &mut buf, &p, now_ms),
+                Err(reason) => Outcome::Drop(reason),
+            };
+            match outcome {
+                Outcome::Transmit(out) => self.tx[out as usize].push(buf),
+                Outcome::Drop(reason) => self.stats.count_drop(reason),
+                Outcome::ToControl => {
+                    // The frame's buffer goes with it; a full queue drops it (never blocks).
+                    if self.control.push(ToControl::Frame { iface: port, buf }).is_ok() {
+                        self.stats.to_control.inc();
+                    } else {
+                        self.stats.count_drop(DropReason::QueueFull);
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for port in 0..self.ports.len() {
+            let pending = &mut self.tx[port];
+            if pending.is_empty() {
+                continue;
+            }
+            let bytes: u64 = pending.iter().map(|b| b.data().len() as u64).sum();
+            let total = pending.len();
+            let sent = self.ports[port].tx_burst(pending);
+            let ps = &self.stats.ports[port];
+            ps.tx_packets.add(sent as u64);
+            if sent == total {
+                ps.tx_bytes.add(bytes);
+            } else {
+                let unsent: u64 = pending.iter().map(|b| b.data().len() as u64).sum();
+                ps.tx_bytes.add(bytes - unsent);
+                ps.tx_dropped.add((total - sent) as u64);
+                self.stats.drops[DropReason::TxFull as usize].add((total - sent) as u64);
+                pending.clear();
+            }
+        }
+    }
+
+    fn notify(&self, msg: ToControl<P::Buf>) {
+        if self.control.push(msg).is_ok() {
+            self.stats.to_control.inc();
+        } else {
+            self.stats.count_drop(DropReason::QueueFull);
+        }
+    }
+
+    fn process(&mut self, port: u16, buf: &mut P::Buf, p: &Prepared, now_ms: u64) -> Outcome {
+        let f = &p.frame;
+        if f.vlan.is_some() {
+            return Outcome::Drop(DropReason::Unsupported);
+        }
+        let own_mac = self.interfaces.mac(port);
+        // L2: ours, broadcast, multicast, or a virtual MAC we are MASTER for.
+        let dst_mac = MacAddr(read6(buf.data(), 0));
+        if dst_mac != own_mac && !dst_mac.is_multicast() {
+            match self.vips.lookup_mac(port, dst_mac) {
+                Some(group) if self.vips.is_master(group) => {}
+                Some(_) => return Outcome::Drop(DropReason::CarpBackup),
+                None => return Outcome::Drop(DropReason::NotForUs),
+            }
+        }
+        match f.l3 {
+            L3::Arp { operation } => self.arp(port, buf, f, operation, own_mac),
+            L3::Ipv4 | L3::Ipv6 => {
+                if f.fragment != Fragment::Whole {
+                    return Outcome::Drop(DropReason::Fragment);
+                }
+                if let L4::Icmpv6(i) = f.l4 {
+                    if i.msg_type == 135 || i.msg_type == 136 {
+                        return self.neighbor_discovery(port, buf, f, i.msg_type, own_mac);
+                    }
+                }
+                self.ip(port, buf, p, own_mac, now_ms)
+            }
+        }
+    }
+
+    fn arp(&mut self, port: u16, buf: &mut P::Buf, f: &ParsedFrame, op: u16, own_mac: MacAddr) -> Outcome {
+        let (IpAddr::V4(sender), IpAddr::V4(target)) = (f.src, f.dst) else {
+            return Outcome::Drop(DropReason::Unsupported);
+        };
+        let sender_mac = MacAddr(read6(buf.data(), f.l3_offset as usize + 8));
+        let on_link = self.interfaces.on_link(port, IpAddr::V4(sender));
+        let ours = self.interfaces.is_local(IpAddr::V4(target)) == Some(port);
+        let vip = self
+            .vips
+            .lookup_addr(IpAddr::V4(target))
+            .filter(|v| v.iface == port && self.vips.is_master(v.group));
+        if on_link && !sender.is_unspecified() && (ours || vip.is_some() || op == arp::operation::REPLY) {
+            self.notify(ToControl::Learn { iface: port, ip: IpAddr::V4(sender), mac: sender_mac });
+        }
+        if op == arp::operation::REQUEST && (ours || vip.is_some()) {
+            let mac = vip.map_or(own_mac, |v| v.mac);
+            if reply::arp_reply(buf, f, mac) {
+                self.stats.replies.inc();
+                return Outcome::Transmit(port);
+            }
+        }
+        Outcome::Drop(DropReason::Local)
+    }
+
+    fn neighbor_discovery(&mut self, port: u16, buf: &mut P::Buf, f: &ParsedFrame, msg_type: u8, own_mac: MacAddr) -> Outcome {
+        // RFC 4861: ND messages must arrive with hop limit 255 (they never cross a router).
+        let IpAddr::V6(src) = f.src else { return Outcome::Drop(DropReason::Normalize) };
+        if f.ttl != 255 {
+            return Outcome::Drop(DropReason::Normalize);
+        }
+        let l4 = f.l4_offset as usize;
+        let end = (f.l3_offset + f.l3_len) as usize;
+        let Some(nd_bytes) = buf.data().get(l4..end) else { return Outcome::Drop(DropReason::Short) };
+        let Ok(nd) = NdiscPacket::new_checked(nd_bytes) else { return Outcome::Drop(DropReason::Normalize) };
+        let target = nd.target_addr();
+        let link_addr = if msg_type == 135 { nd.source_link_addr() } else { nd.target_link_addr() };
+        if let Ok(Some(mac)) = link_addr {
+            let ip = if msg_type == 135 { IpAddr::V6(src) } else { IpAddr::V6(target) };
+            if !src.is_unspecified() {
+                self.notify(ToControl::Learn { iface: port, ip, mac });
+            }
+        }
+        if msg_type == 135 {
+            let t = IpAddr::V6(target);
+            let ours = self.interfaces.is_local(t) == Some(port) || self.interfaces.ipv6_link_local(port) == target;
+            let vip = self.vips.lookup_addr(t).filter(|v| v.iface == port && self.vips.is_master(v.group));
+            if ours || vip.is_some() {
+                let mac = vip.map_or(own_mac, |v| v.mac);
+                if reply::neighbor_advert(buf, f, target, mac, true) {
+                    self.stats.replies.inc();
+                    return Outcome::Transmit(port);
+                }
+            }
+        }
+        Outcome::Drop(DropReason::Local)
+    }
+
+    /// IPv4 / IPv6: to the appliance itself, or through it.
+    fn ip(&mut self, port: u16, buf: &mut P::Buf, p: &Prepared, own_mac: MacAddr, now_ms: u64) -> Outcome {
+        let f = &p.frame;
+        let local = self.is_local_destination(port, f.dst);
+        match local {
+            LocalKind::NotLocal => {}
+            LocalKind::BackupVip => return Outcome::Drop(DropReason::CarpBackup),
+            LocalKind::OtherMulticast => return Outcome::Drop(DropReason::Local),
+            LocalKind::Own | LocalKind::ControlGroup => {
+                if let Err(reason) = self.filter(port, None, buf, p, now_ms, own_mac) {
+                    return reason;
+                }
+                return self.local(port, buf, f, own_mac);
+            }
+        }
+        // Transit.
+        if f.ttl <= 1 {
+            return Outcome::Drop(DropReason::TtlExceeded);
+        }
+        let Some(hop) = self.routes.get().lookup(f.dst) else {
+            // Filter inbound first, as pf does, so a blocked packet counts as blocked.
+            if let Err(o) = self.filter(port, None, buf, p, now_ms, own_mac) {
+                return o;
+            }
+            return Outcome::Drop(DropReason::NoRoute);
+        };
+        if let Err(o) = self.filter(port, Some(hop.iface), buf, p, now_ms, own_mac) {
+            return o;
+        }
+        let out = hop.iface;
+        if f.l3_len > u32::from(self.interfaces.mtu(out)) {
+            return Outcome::Drop(DropReason::TooBig);
+        }
+        let Some(next_mac) = self.neighbors.get().lookup(out, hop.via) else {
+            self.request_resolution(out, hop.via, now_ms);
+            return Outcome::Drop(DropReason::NoNeighbor);
+        };
+        let data = buf.data_mut();
+        decrement_ttl(data, f);
+        data[0..6].copy_from_slice(&next_mac.0);
+        data[6..12].copy_from_slice(&self.interfaces.mac(out).0);
+        self.stats.forwarded.inc();
+        Outcome::Transmit(out)
+    }
+
+    fn is_local_destination(&self, port: u16, dst: IpAddr) -> LocalKind {
+        if self.interfaces.is_local(dst).is_some() {
+            return LocalKind::Own;
+        }
+        match dst {
+            IpAddr::V4(a) => {
+                let o = a.octets();
+                if o == CARP_V4 || o == PFSYNC_V4 {
+                    return LocalKind::ControlGroup;
+                }
+                if a.is_multicast() || a.is_broadcast() || self.interfaces.is_directed_broadcast(port, dst) {
+                    return LocalKind::OtherMulticast;
+                }
+            }
+            IpAddr::V6(a) => {
+                if u128::from(a) == CARP_V6 {
+                    return LocalKind::ControlGroup;
+                }
+                if a.is_multicast() {
+                    return LocalKind::OtherMulticast;
+                }
+                if a == self.interfaces.ipv6_link_local(port) {
+                    return LocalKind::Own;
+                }
+            }
+        }
+        match self.vips.lookup_addr(dst) {
+            Some(v) if self.vips.is_master(v.group) => LocalKind::Own,
+            Some(_) => LocalKind::BackupVip,
+            None => LocalKind::NotLocal,
+        }
+    }
+
+    /// Packets to the appliance that passed the inbound rules.
+    fn local(&mut self, port: u16, buf: &mut P::Buf, f: &ParsedFrame, own_mac: MacAddr) -> Outcome {
+        match (f.protocol, f.l4) {
+            (ip_protocol::CARP | ip_protocol::PFSYNC, _) => Outcome::ToControl,
+            (_, L4::Icmp(i)) if i.msg_type == 8 => self.answer_echo(port, buf, f, own_mac),
+            (_, L4::Icmpv6(i)) if i.msg_type == 128 => self.answer_echo(port, buf, f, own_mac),
+            _ => Outcome::Drop(DropReason::Local),
+        }
+    }
+
+    fn answer_echo(&mut self, port: u16, buf: &mut P::Buf, f: &ParsedFrame, own_mac: MacAddr) -> Outcome {
+        // Answer from the MAC the request was sent to (ours, or a VIP's virtual MAC).
+        let dst_mac = MacAddr(read6(buf.data(), 0));
+        let mac = if dst_mac.is_multicast() { own_mac } else { dst_mac };
+        if reply::echo_reply(buf, f, mac) {
+            self.stats.replies.inc();
+            Outcome::Transmit(port)
+        } else {
+            Outcome::Drop(DropReason::Local)
+        }
+    }
+
+    fn request_resolution(&mut self, iface: u16, ip: IpAddr, now_ms: u64) {
+        let slot = (hash_ip(ip) as usize ^ iface as usize) % RESOLVE_SLOTS;
+        if let Some(r) = self.resolves[slot] {
+            if r.iface == iface && r.ip == ip && now_ms < r.at_ms + RESOLVE_EVERY_MS {
+                return;
+            }
+        }
+        self.resolves[slot] = Some(RecentResolve { iface, ip, at_ms: now_ms });
+        self.notify(ToControl::Resolve { iface, ip });
+    }
+
+    /// pf's filtering of one packet: `in` on the interface it arrived on and, when it is
+    /// forwarded, `out` on the interface it leaves by. State lookup comes first; rules are
+    /// evaluated only at a filter point no state covers. `Err` carries the outcome of a
+    /// packet that must not go on (dropped, or answered with a RST/ICMP error).
+    fn filter(
+        &mut self,
+        in_port: u16,
+        out_port: Option<u16>,
+        buf: &mut P::Buf,
+        p: &Prepared,
+        now_ms: u64,
+        own_mac: MacAddr,
+    ) -> Result<(), Outcome> {
+        let f = &p.frame;
+        // ICMP errors belong to the connection they quote.
+        if let L4::Icmp(i) | L4::Icmpv6(i) = f.l4 {
+            if i.is_error && self.related_to_state(buf.data(), f, now_ms) {
+                self.stats.state_hits.inc();
+                self.stats.passed.inc();
+                return Ok(());
+            }
+        }
+        let states = self.states.clone();
+        let mut shard = states.lock(p.hash);
+        self.stats.state_searches.inc();
+        let mut found = shard.find(&p.key, p.hash, now_ms);
+        // A bare SYN on a closed state reuses the port: pf purges the old state and drops
+        // the SYN; its retransmission creates a fresh state.
+        if let (Some(idx), Some(t)) = (found, f.tcp()) {
+            let st = shard.get(idx);
+            let s = st.sender(p.src_first);
+            match tcp::syn_on_state(t.flags.bits(), &st.peers[s], &st.peers[1 - s]) {
+                SynOnState::Track => {}
+                SynOnState::Reuse => {
+                    shard.remove(idx, p.hash);
+                    found = None;
+                }
+                SynOnState::ChallengeAck => return Err(Outcome::Drop(DropReason::StateMismatch)),
+            }
+        }
+        let from_initiator = found.map(|idx| shard.get(idx).sender(p.src_first) == 0);
+        let points: [(u16, bool); 2] = [(in_port, true), (out_port.unwrap_or(in_port), false)];
+        let npoints = if out_port.is_some() { 2 } else { 1 };
+        let mut tracked = false;
+        // The first pass that keeps state, and whether it was the inbound one.
+        let mut keep: Option<(Verdict, bool)> = None;
+        let mut by_state = false;
+        for &(iface, inbound) in &points[..npoints] {
+            if let (Some(idx), Some(init)) = (found, from_initiator) {
+                if shard.get(idx).covers(init, inbound) {
+                    if !tracked {
+                        self.track(shard.get_mut(idx), p, buf.data(), now_ms)?;
+                        tracked = true;
+                    }
+                    by_state = true;
+                    continue;
+                }
+            }
+            let meta = packet_meta(f, iface, if inbound { Direction::In } else { Direction::Out });
+            self.stats.rule_evaluations.inc();
+            let v = self.policy.get().evaluate(&meta);
+            if v.action == Action::Block {
+                drop(shard);
+                return Err(self.blocked(in_port, buf, f, v, own_mac));
+            }
+            if v.keep_state && keep.is_none() {
+                keep = Some((v, inbound));
+            }
+        }
+        self.stats.passed.inc();
+        if by_state {
+            self.stats.state_hits.inc();
+        }
+        // Every filter point this packet passed is covered from now on when a state is
+        // involved: "a state created by either pass lets the connection's later packets
+        // through both" (see `state`'s module docs).
+        let cover_all = |init: bool| -> u8 {
+            points[..npoints].iter().fold(0, |acc, &(_, inbound)| acc | State::cover_bit(init, inbound))
+        };
+        match (found, keep) {
+            (Some(idx), _) if by_state || keep.is_some() => {
+                let init = from_initiator.unwrap_or(true);
+                if !tracked {
+                    self.track(shard.get_mut(idx), p, buf.data(), now_ms)?;
+                }
+                shard.get_mut(idx).covers |= cover_all(init);
+            }
+            (None, Some((v, inbound))) => {
+                let iface = if inbound { in_port } else { out_port.unwrap_or(in_port) };
+                let mut st = new_state(p, buf.data(), iface, !inbound, v, now_ms);
+                st.covers = cover_all(true);
+                match shard.insert(p.hash, st) {
+                    Ok(_) => self.stats.state_inserts.inc(),
+                    Err(_) => return Err(Outcome::Drop(DropReason::Memory)),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Updates a state with a packet that matched it (pf's `pf_test_state`).
+    fn track(&self, st: &mut State, p: &Prepared, frame: &[u8], now_ms: u64) -> Result<(), Outcome> {
+        let f = &p.frame;
+        let s = st.sender(p.src_first);
+        let (a, b) = st.peers.split_at_mut(1);
+        let (src, dst) = if s == 0 { (&mut a[0], &mut b[0]) } else { (&mut b[0], &mut a[0]) };
+        match f.l4 {
+            L4::Tcp(t) => {
+                let seg = tcp_segment(f, &t, frame);
+                match tcp::tcp_track(src, dst, &seg) {
+                    TcpVerdict::Pass(class) => {
+                        st.last_ms = now_ms;
+                        st.timeout = class;
+                    }
+                    TcpVerdict::PassLoose => {}
+                    TcpVerdict::Mismatch | TcpVerdict::MismatchResetHandshake => {
+                        return Err(Outcome::Drop(DropReason::StateMismatch));
+                    }
+                }
+            }
+            L4::Udp(_) => {
+                st.timeout = tcp::single_track(src, dst, true);
+                st.last_ms = now_ms;
+            }
+            L4::Icmp(_) | L4::Icmpv6(_) => {
+                // pf gives an ICMP query state matched again icmp.error's timeout.
+                st.timeout = Timeout::IcmpError;
+                st.last_ms = now_ms;
+            }
+            L4::None => {
+                st.timeout = tcp::single_track(src, dst, false);
+                st.last_ms = now_ms;
+            }
+        }
+        st.packets[s] += 1;
+        st.bytes[s] += u64::from(f.l3_len);
+        Ok(())
+    }
+
+    /// Whether an ICMP error quotes a packet of a connection in the state table.
+    fn related_to_state(&self, frame: &[u8], f: &ParsedFrame, now_ms: u64) -> bool {
+        let Ok(q) = parse_quoted(f.payload(frame), f.src.is_ipv6()) else { return false };
+        let (sport, dport) = match q.l4 {
+            QuotedL4::Tcp { src_port, dst_port, .. } | QuotedL4::Udp { src_port, dst_port } => (src_port, dst_port),
+            QuotedL4::Icmp { ident: Some(id), .. } => (id, id),
+            _ => (0, 0),
+        };
+        let (key, _) = StateKey::new(q.protocol, q.src, sport, q.dst, dport);
+        let hash = self.states.hash(&key);
+        let mut shard = self.states.lock(hash);
+        shard.find(&key, hash, now_ms).is_some()
+    }
+
+    /// A blocked packet: dropped, or answered as the rule says (`return`).
+    fn blocked(&self, in_port: u16, buf: &mut P::Buf, f: &ParsedFrame, v: Verdict, own_mac: MacAddr) -> Outcome {
+        if v.return_ && !f.dst.is_multicast() && !self.interfaces.is_directed_broadcast(in_port, f.dst) {
+            let answered = match f.l4 {
+                L4::Tcp(_) => reply::tcp_reset(buf, f, own_mac),
+                _ => reply::icmp_unreachable(buf, f, own_mac),
+            };
+            if answered {
+                self.stats.count_drop(DropReason::Match);
+                self.stats.replies.inc();
+                return Outcome::Transmit(in_port);
+            }
+        }
+        Outcome::Drop(DropReason::Match)
+    }
+}
+
+enum LocalKind {
+    NotLocal,
+    /// One of the appliance's addresses (or a VIP it is MASTER for).
+    Own,
+    /// CARP's or pfsync's multicast group.
+    ControlGroup,
+    /// A VIP this node is BACKUP for.
+    BackupVip,
+    /// Other multicast / broadcast: not forwarded, nothing serves it here.
+    OtherMulticast,
+}
+
+/// The ports pf puts in a state key: TCP/UDP ports, the ICMP query id in both slots.
+#[inline]
+fn state_ports(f: &ParsedFrame) -> (u16, u16) {
+    match f.l4 {
+        L4::Tcp(t) => (t.src_port, t.dst_port),
+        L4::Udp(u) => (u.src_port, u.dst_port),
+        L4::Icmp(i) | L4::Icmpv6(i) => {
+            let id = i.ident.unwrap_or(0);
+            (id, id)
+        }
+        L4::None => (0, 0),
+    }
+}
+
+#[inline]
+fn packet_meta(f: &ParsedFrame, iface: u16, dir: Direction) -> PacketMeta {
+    let (sport, dport) = f.ports().unwrap_or((0, 0));
+    PacketMeta {
+        iface,
+        dir,
+        src: f.src,
+        dst: f.dst,
+        proto: f.protocol,
+        sport,
+        dport,
+        tcp_flags: f.tcp().map_or(0, |t| t.flags.bits()),
+    }
+}
+
+fn tcp_segment(f: &ParsedFrame, t: &crate::wire::parse::TcpSummary, frame: &[u8]) -> tcp::Segment {
+    // The window-scale option only matters on SYNs: parse options only there.
+    let wscale = if t.flags.bits() & 0x02 != 0 {
+        f.tcp_options(frame).and_then(|o| TcpOptions::parse(o).ok()).and_then(|o| o.wscale)
+    } else {
+        None
+    };
+    tcp::Segment { seq: t.seq, ack: t.ack, window: t.window, flags: t.flags.bits(), payload_len: f.payload_len, wscale }
+}
+
+/// A new state from the packet that created it (pf's `pf_create_state`).
+fn new_state(p: &Prepared, frame: &[u8], iface: u16, outbound: bool, v: Verdict, now_ms: u64) -> State {
+    let f = &p.frame;
+    let (peers, timeout) = match f.l4 {
+        L4::Tcp(t) => tcp::tcp_new(&tcp_segment(f, &t, frame)),
+        L4::Udp(_) => (
+            [tcp::Peer { state: tcp::single::SINGLE, ..Default::default() }, tcp::Peer::default()],
+            Timeout::UdpFirst,
+        ),
+        L4::Icmp(_) | L4::Icmpv6(_) => ([tcp::Peer::default(); 2], Timeout::IcmpFirst),
+        L4::None => (
+            [tcp::Peer { state: tcp::single::SINGLE, ..Default::default() }, tcp::Peer::default()],
+            Timeout::OtherFirst,
+        ),
+    };
+    State {
+        key: p.key,
+        id: 0,
+        created_ms: now_ms,
+        last_ms: now_ms,
+        packets: [1, 0],
+        bytes: [u64::from(f.l3_len), 0],
+        peers,
+        creator: 0,
+        rule: v.rule.unwrap_or(u32::MAX),
+        iface,
+        timeout,
+        initiator: if p.src_first { 0 } else { 1 },
+        covers: 0,
+        direction: u8::from(outbound),
+        flags: if v.log { STATE_LOG } else { 0 },
+    }
+}
+
+/// TTL / hop limit − 1, with the IPv4 header checksum updated incrementally (RFC 1624).
+#[inline]
+fn decrement_ttl(data: &mut [u8], f: &ParsedFrame) {
+    let l3 = f.l3_offset as usize;
+    if f.src.is_ipv4() {
+        let old = u16::from_be_bytes([data[l3 + 8], data[l3 + 9]]);
+        data[l3 + 8] -= 1;
+        let new = u16::from_be_bytes([data[l3 + 8], data[l3 + 9]]);
+        let ck = u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]);
+        data[l3 + 10..l3 + 12].copy_from_slice(&checksum::update_u16(ck, old, new).to_be_bytes());
+    } else {
+        data[l3 + 7] -= 1;
+    }
+}
+
+#[inline]
+fn read6(data: &[u8], at: usize) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    if let Some(s) = data.get(at..at + 6) {
+        m.copy_from_slice(s);
+    }
+    m
+}
+
+fn hash_ip(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as u64,
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            (v as u64) ^ ((v >> 64) as u64)
+        }
+    }
+    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        >> 32
+}
