@@ -9,7 +9,11 @@ mod replay;
 mod trace;
 
 #[derive(Parser)]
-#[command(name = "rampart", version, about = "A DPDK-backed, pf-compatible stateful firewall with CARP and pfsync")]
+#[command(
+    name = "rampart",
+    version,
+    about = "A DPDK-backed, pf-compatible stateful firewall with CARP and pfsync"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

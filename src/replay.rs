@@ -90,13 +90,18 @@ impl Appliance {
         for i in &config.interfaces {
             match i.mac {
                 Some(m) => macs.push(m),
-                None => bail!("interface `{}` needs a `mac` in the configuration for replay", i.name),
+                None => bail!(
+                    "interface `{}` needs a `mac` in the configuration for replay",
+                    i.name
+                ),
             }
         }
         let interfaces = Arc::new(InterfaceTable::new(&config, &macs));
         let vips = Arc::new(VipTable::from_config(&config));
         for vhid in masters {
-            let groups: Vec<u16> = (0..vips.len() as u16).filter(|g| vips.group(*g).is_some_and(|v| v.vhid() == *vhid)).collect();
+            let groups: Vec<u16> = (0..vips.len() as u16)
+                .filter(|g| vips.group(*g).is_some_and(|v| v.vhid() == *vhid))
+                .collect();
             if groups.is_empty() {
                 bail!("--master {vhid}: no [[carp]] group has vhid {vhid}");
             }
@@ -143,7 +148,10 @@ impl Appliance {
         self.worker.ports_mut()[iface as usize].inject(frame);
         while self.worker.poll(now_ms) > 0 {}
         self.control_duties(now_ms);
-        let mut out: Vec<Vec<Vec<u8>>> = std::mem::replace(&mut self.control_tx, vec![Vec::new(); self.worker.ports().len()]);
+        let mut out: Vec<Vec<Vec<u8>>> = std::mem::replace(
+            &mut self.control_tx,
+            vec![Vec::new(); self.worker.ports().len()],
+        );
         for (i, port) in self.worker.ports_mut().iter_mut().enumerate() {
             let mut tx = port.take_tx();
             // Control frames first (they were caused by this packet, before any forward).
@@ -158,23 +166,32 @@ impl Appliance {
         while let Some(msg) = self.control.pop() {
             match msg {
                 ToControl::Resolve { iface, ip } => {
-                    if let Some(f) = self.resolver.resolve(&self.shared.interfaces, iface, ip, now_ms) {
+                    if let Some(f) =
+                        self.resolver
+                            .resolve(&self.shared.interfaces, iface, ip, now_ms)
+                    {
                         self.control_tx[iface as usize].push(f);
                     }
                 }
                 ToControl::Learn { iface, ip, mac } => {
-                    self.resolver.learned(&self.shared.neighbors, iface, ip, mac, now_ms);
+                    self.resolver
+                        .learned(&self.shared.neighbors, iface, ip, mac, now_ms);
                 }
                 ToControl::Frame { .. } => self.control_frames += 1,
             }
         }
-        for (iface, f) in self.resolver.tick(&self.shared.interfaces, &self.shared.neighbors, now_ms) {
+        for (iface, f) in
+            self.resolver
+                .tick(&self.shared.interfaces, &self.shared.neighbors, now_ms)
+        {
             self.control_tx[iface as usize].push(f);
         }
         let interval_ms = u64::from(self.config.timeouts.interval) * 1000;
         if now_ms >= self.last_sweep_ms + interval_ms {
             let budget = self.shared.states.len() + 1024;
-            self.shared.states.sweep(now_ms, &mut self.sweep, budget, |_| {});
+            self.shared
+                .states
+                .sweep(now_ms, &mut self.sweep, budget, |_| {});
             self.last_sweep_ms = now_ms;
         }
     }
@@ -185,23 +202,38 @@ impl Appliance {
 }
 
 fn parse_input(s: &str, config: &Config) -> Result<(u16, PathBuf)> {
-    let (name, path) = s.split_once('=').ok_or_else(|| anyhow!("--in {s}: expected IFACE=PATH"))?;
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--in {s}: expected IFACE=PATH"))?;
     let idx = config.interface_index(name).ok_or_else(|| {
         let names: Vec<&str> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
-        anyhow!("--in {s}: unknown interface `{name}`; interfaces are: {}", names.join(", "))
+        anyhow!(
+            "--in {s}: unknown interface `{name}`; interfaces are: {}",
+            names.join(", ")
+        )
     })?;
     Ok((idx as u16, PathBuf::from(path)))
 }
 
 fn read_pcap(path: &Path, iface: u16, seq: &mut usize, out: &mut Vec<Arrival>) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = PcapReader::new(BufReader::new(file)).with_context(|| format!("{} is not a pcap file", path.display()))?;
+    let mut reader = PcapReader::new(BufReader::new(file))
+        .with_context(|| format!("{} is not a pcap file", path.display()))?;
     if reader.header().datalink != DataLink::ETHERNET {
-        bail!("{}: link type {:?}, expected Ethernet", path.display(), reader.header().datalink);
+        bail!(
+            "{}: link type {:?}, expected Ethernet",
+            path.display(),
+            reader.header().datalink
+        );
     }
     while let Some(pkt) = reader.next_packet() {
         let pkt = pkt.with_context(|| format!("{}: bad packet record", path.display()))?;
-        out.push(Arrival { ts: pkt.timestamp, iface, seq: *seq, data: pkt.data.into_owned() });
+        out.push(Arrival {
+            ts: pkt.timestamp,
+            iface,
+            seq: *seq,
+            data: pkt.data.into_owned(),
+        });
         *seq += 1;
     }
     Ok(())
@@ -226,12 +258,17 @@ fn replay(args: &Args) -> Result<()> {
     // Timestamp order across the inputs; ties keep file order.
     arrivals.sort_by_key(|a| (a.ts, a.seq));
 
-    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     let mut writers = Vec::new();
     for i in &config.interfaces {
         let path = args.out_dir.join(format!("{}.pcap", i.name));
-        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let header = PcapHeader { datalink: DataLink::ETHERNET, ..Default::default() };
+        let file =
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let header = PcapHeader {
+            datalink: DataLink::ETHERNET,
+            ..Default::default()
+        };
         writers.push(PcapWriter::with_header(BufWriter::new(file), header)?);
     }
 
@@ -248,7 +285,9 @@ fn replay(args: &Args) -> Result<()> {
         }
     }
     for w in writers {
-        w.into_writer().into_inner().map_err(|e| anyhow!("flushing a capture: {e}"))?;
+        w.into_writer()
+            .into_inner()
+            .map_err(|e| anyhow!("flushing a capture: {e}"))?;
     }
     report(&appliance, &arrivals, args.json);
     Ok(())
@@ -257,7 +296,12 @@ fn replay(args: &Args) -> Result<()> {
 fn report(a: &Appliance, arrivals: &[Arrival], json_out: bool) {
     let stats = a.stats();
     let states = a.shared.states.stats();
-    let names: Vec<&str> = a.config.interfaces.iter().map(|i| i.name.as_str()).collect();
+    let names: Vec<&str> = a
+        .config
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
     if json_out {
         let interfaces: Vec<_> = names
             .iter()
@@ -273,8 +317,10 @@ fn report(a: &Appliance, arrivals: &[Arrival], json_out: bool) {
                 })
             })
             .collect();
-        let drop_map: serde_json::Map<String, serde_json::Value> =
-            DropReason::ALL.iter().map(|r| (r.name().to_string(), json!(stats.dropped(*r)))).collect();
+        let drop_map: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), json!(stats.dropped(*r))))
+            .collect();
         let out = json!({
             "frames": arrivals.len(),
             "interfaces": interfaces,
@@ -295,7 +341,10 @@ fn report(a: &Appliance, arrivals: &[Arrival], json_out: bool) {
         return;
     }
     println!("replayed {} frames", arrivals.len());
-    println!("{:<12} {:>12} {:>14} {:>12} {:>14}", "interface", "rx packets", "rx bytes", "tx packets", "tx bytes");
+    println!(
+        "{:<12} {:>12} {:>14} {:>12} {:>14}",
+        "interface", "rx packets", "rx bytes", "tx packets", "tx bytes"
+    );
     for (i, n) in names.iter().enumerate() {
         let p = &stats.ports[i];
         println!(
@@ -315,7 +364,11 @@ fn report(a: &Appliance, arrivals: &[Arrival], json_out: bool) {
     println!("Counters");
     println!("  {:<25} {:>14}", "forwarded", stats.forwarded.get());
     println!("  {:<25} {:>14}", "answered", stats.replies.get());
-    println!("  {:<25} {:>14}", "rule evaluations", stats.rule_evaluations.get());
+    println!(
+        "  {:<25} {:>14}",
+        "rule evaluations",
+        stats.rule_evaluations.get()
+    );
     for r in DropReason::ALL {
         println!("  {:<25} {:>14}", r.name(), stats.dropped(r));
     }

@@ -57,9 +57,9 @@ fn parse_proto(s: &str) -> Result<u8, String> {
         "udp" => Ok(proto::UDP),
         "icmp" => Ok(proto::ICMP),
         "icmp6" | "ipv6-icmp" => Ok(proto::ICMP6),
-        _ => s
-            .parse::<u8>()
-            .map_err(|_| format!("unknown protocol `{s}`: use tcp, udp, icmp, icmp6 or a number 0-255")),
+        _ => s.parse::<u8>().map_err(|_| {
+            format!("unknown protocol `{s}`: use tcp, udp, icmp, icmp6 or a number 0-255")
+        }),
     }
 }
 
@@ -68,16 +68,24 @@ fn parse_endpoint(s: &str) -> Result<(IpAddr, Option<u16>), String> {
     if let Ok(sa) = SocketAddr::from_str(s) {
         return Ok((sa.ip(), Some(sa.port())));
     }
-    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
-    IpAddr::from_str(bare)
-        .map(|a| (a, None))
-        .map_err(|_| format!("invalid endpoint `{s}`: use 192.0.2.1, 192.0.2.1:80, 2001:db8::1 or [2001:db8::1]:443"))
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    IpAddr::from_str(bare).map(|a| (a, None)).map_err(|_| {
+        format!(
+            "invalid endpoint `{s}`: use 192.0.2.1, 192.0.2.1:80, 2001:db8::1 or [2001:db8::1]:443"
+        )
+    })
 }
 
 fn parse_packet_flags(s: &str) -> Result<u8, String> {
     let mut bits = 0;
     for c in s.chars() {
-        match tcp_flags::LETTERS.iter().find(|(l, _)| *l == c.to_ascii_uppercase()) {
+        match tcp_flags::LETTERS
+            .iter()
+            .find(|(l, _)| *l == c.to_ascii_uppercase())
+        {
             Some((_, b)) => bits |= b,
             None => return Err(format!("unknown TCP flag `{c}`: flags are F S R P A U E W")),
         }
@@ -97,7 +105,11 @@ pub fn run(args: Args) -> ExitCode {
     };
     let Some(iface) = config.interface_index(&args.on) else {
         let names: Vec<&str> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
-        return fail(format!("unknown interface `{}`; interfaces are: {}", args.on, names.join(", ")));
+        return fail(format!(
+            "unknown interface `{}`; interfaces are: {}",
+            args.on,
+            names.join(", ")
+        ));
     };
     let protocol = match parse_proto(&args.proto) {
         Ok(p) => p,
@@ -134,7 +146,16 @@ pub fn run(args: Args) -> ExitCode {
         Dir::In => Direction::In,
         Dir::Out => Direction::Out,
     };
-    let pkt = PacketMeta { iface: iface as u16, dir, src, dst, proto: protocol, sport, dport, tcp_flags };
+    let pkt = PacketMeta {
+        iface: iface as u16,
+        dir,
+        src,
+        dst,
+        proto: protocol,
+        sport,
+        dport,
+        tcp_flags,
+    };
     let policy = CompiledPolicy::compile(&config);
     let trace = policy.trace(&pkt);
     if args.json {
@@ -201,7 +222,9 @@ fn endpoint(addr: IpAddr, port: u16, with_port: bool) -> String {
 fn print_trace(config: &Config, pkt: &PacketMeta, trace: &Trace) {
     let v = &trace.verdict;
     let ports = pkt.proto == proto::TCP || pkt.proto == proto::UDP;
-    let pname = proto::name(pkt.proto).map(str::to_string).unwrap_or_else(|| pkt.proto.to_string());
+    let pname = proto::name(pkt.proto)
+        .map(str::to_string)
+        .unwrap_or_else(|| pkt.proto.to_string());
     let mut packet = format!(
         "{} on {} {} {} -> {}",
         pkt.dir.as_str(),
@@ -219,7 +242,11 @@ fn print_trace(config: &Config, pkt: &PacketMeta, trace: &Trace) {
         verdict.push_str(" return");
     }
     if v.action == Action::Pass {
-        verdict.push_str(if v.keep_state { ", keep state" } else { ", no state" });
+        verdict.push_str(if v.keep_state {
+            ", keep state"
+        } else {
+            ", no state"
+        });
     }
     if v.log {
         verdict.push_str(", log");
@@ -228,8 +255,16 @@ fn print_trace(config: &Config, pkt: &PacketMeta, trace: &Trace) {
     match v.rule {
         Some(i) => {
             let r = rule_at(config, i);
-            let label = r.label.as_ref().map(|l| format!(" label \"{l}\"")).unwrap_or_default();
-            let why = if v.quick { "first matching quick rule" } else { "last matching rule" };
+            let label = r
+                .label
+                .as_ref()
+                .map(|l| format!(" label \"{l}\""))
+                .unwrap_or_default();
+            let why = if v.quick {
+                "first matching quick rule"
+            } else {
+                "last matching rule"
+            };
             println!(
                 "decided: rule {} at {}:{}{label} ({why})",
                 i + 1,
@@ -252,7 +287,11 @@ fn print_trace(config: &Config, pkt: &PacketMeta, trace: &Trace) {
             println!(
                 " {mark} @{:<4} {}:{:<5} {}",
                 i + 1,
-                r.origin.file.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+                r.origin
+                    .file
+                    .file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default(),
                 r.origin.line,
                 r.to_pf_string(config)
             );

@@ -88,7 +88,8 @@ struct Lab {
 
 impl Lab {
     fn new(name: &str, extra: &str) -> Lab {
-        let dir = std::env::temp_dir().join(format!("rampart-pipeline-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("rampart-pipeline-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("fw.toml"), config(extra)).unwrap();
@@ -99,13 +100,23 @@ impl Lab {
         let path = self.dir.join(name);
         let mut w = PcapWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
         for (ms, f) in frames {
-            w.write_packet(&PcapPacket::new(Duration::from_millis(*ms), f.len() as u32, f)).unwrap();
+            w.write_packet(&PcapPacket::new(
+                Duration::from_millis(*ms),
+                f.len() as u32,
+                f,
+            ))
+            .unwrap();
         }
         path
     }
 
     /// Runs `rampart replay`; returns the JSON counters.
-    fn replay(&self, lan: &[(u64, Vec<u8>)], wan: &[(u64, Vec<u8>)], extra_args: &[&str]) -> serde_json::Value {
+    fn replay(
+        &self,
+        lan: &[(u64, Vec<u8>)],
+        wan: &[(u64, Vec<u8>)],
+        extra_args: &[&str],
+    ) -> serde_json::Value {
         let lan_in = self.write_pcap("lan-in.pcap", lan);
         let wan_in = self.write_pcap("wan-in.pcap", wan);
         let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
@@ -122,7 +133,11 @@ impl Lab {
             .args(extra_args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "replay failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -156,11 +171,33 @@ fn v6(s: &str) -> IpAddr {
 
 /// A TCP segment between client (on lan) and server (on wan), as the wire would carry it
 /// to rampart: on lan addressed to rampart's lan MAC, on wan to its wan MAC.
-fn tcp(from_client: bool, client: IpAddr, server: IpAddr, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+fn tcp(
+    from_client: bool,
+    client: IpAddr,
+    server: IpAddr,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let (src, dst, sport, dport, src_mac, dst_mac) = if from_client {
-        (client, server, 40000, 443, MacAddr(CLIENT_MAC), mac(LAN_MAC))
+        (
+            client,
+            server,
+            40000,
+            443,
+            MacAddr(CLIENT_MAC),
+            mac(LAN_MAC),
+        )
     } else {
-        (server, client, 443, 40000, MacAddr(SERVER_MAC), mac(WAN_MAC))
+        (
+            server,
+            client,
+            443,
+            40000,
+            MacAddr(SERVER_MAC),
+            mac(WAN_MAC),
+        )
     };
     TcpFrame {
         src_mac,
@@ -184,8 +221,14 @@ const ACK: u8 = 0x10;
 const PSH: u8 = 0x08;
 
 fn tshark() -> Option<PathBuf> {
-    let out = Command::new("sh").arg("-c").arg("command -v tshark").output().ok()?;
-    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("command -v tshark")
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// tshark's fields for every frame of a capture, with checksum validation on.
@@ -211,7 +254,11 @@ fn tshark_fields(path: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
         cmd.arg("-e").arg(f);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -220,15 +267,40 @@ fn tshark_fields(path: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
     )
 }
 
-fn handshake(client: IpAddr, server: IpAddr) -> (Vec<(u64, Vec<u8>)>, Vec<(u64, Vec<u8>)>) {
+/// Frames with their arrival time in ms.
+type Capture = Vec<(u64, Vec<u8>)>;
+
+fn handshake(client: IpAddr, server: IpAddr) -> (Capture, Capture) {
     let lan = vec![
         (1000, tcp(true, client, server, 1000, 0, SYN, b"")),
         (1020, tcp(true, client, server, 1001, 5001, ACK, b"")),
-        (1030, tcp(true, client, server, 1001, 5001, ACK | PSH, b"GET / HTTP/1.0\r\n\r\n")),
+        (
+            1030,
+            tcp(
+                true,
+                client,
+                server,
+                1001,
+                5001,
+                ACK | PSH,
+                b"GET / HTTP/1.0\r\n\r\n",
+            ),
+        ),
     ];
     let wan = vec![
         (1010, tcp(false, client, server, 5000, 1001, SYN | ACK, b"")),
-        (1040, tcp(false, client, server, 5001, 1019, ACK | PSH, b"HTTP/1.0 200 OK\r\n\r\n")),
+        (
+            1040,
+            tcp(
+                false,
+                client,
+                server,
+                5001,
+                1019,
+                ACK | PSH,
+                b"HTTP/1.0 200 OK\r\n\r\n",
+            ),
+        ),
     ];
     (lan, wan)
 }
@@ -254,7 +326,15 @@ fn tcp_handshake_and_data_through_the_firewall() {
     // The replies passed by state, back to the client.
     assert_eq!(lab.frames("lan").len(), 2);
 
-    if let Some(rows) = tshark_fields(&lab.out("wan"), &["ip.ttl", "ip.checksum.status", "tcp.checksum.status", "tcp.flags.str"]) {
+    if let Some(rows) = tshark_fields(
+        &lab.out("wan"),
+        &[
+            "ip.ttl",
+            "ip.checksum.status",
+            "tcp.checksum.status",
+            "tcp.flags.str",
+        ],
+    ) {
         assert_eq!(rows.len(), 3);
         for r in &rows {
             assert_eq!(r[0], "63", "{rows:?}");
@@ -262,7 +342,10 @@ fn tcp_handshake_and_data_through_the_firewall() {
             assert_eq!(r[2], "1", "TCP checksum good: {rows:?}");
         }
     }
-    if let Some(rows) = tshark_fields(&lab.out("lan"), &["ip.src", "ip.checksum.status", "tcp.checksum.status"]) {
+    if let Some(rows) = tshark_fields(
+        &lab.out("lan"),
+        &["ip.src", "ip.checksum.status", "tcp.checksum.status"],
+    ) {
         assert_eq!(rows.len(), 2);
         for r in &rows {
             assert_eq!(r[0], "198.51.100.7");
@@ -275,7 +358,18 @@ fn tcp_handshake_and_data_through_the_firewall() {
 #[test]
 fn unsolicited_inbound_syn_is_blocked_by_the_default() {
     let lab = Lab::new("unsolicited", "");
-    let wan = vec![(1000, tcp(false, v4("192.0.2.10"), v4("198.51.100.7"), 5000, 0, SYN, b""))];
+    let wan = vec![(
+        1000,
+        tcp(
+            false,
+            v4("192.0.2.10"),
+            v4("198.51.100.7"),
+            5000,
+            0,
+            SYN,
+            b"",
+        ),
+    )];
     let c = lab.replay(&[], &wan, &[]);
     assert_eq!(c["drops"]["match"], 1, "{c}");
     assert_eq!(c["states"]["created"], 0);
@@ -288,7 +382,10 @@ fn a_packet_outside_the_window_is_dropped_as_state_mismatch() {
     let (client, server) = (v4("192.0.2.10"), v4("198.51.100.7"));
     let (mut lan, wan) = handshake(client, server);
     // Data far beyond what the server's window allows: pf drops it, no fallback to rules.
-    lan.push((1050, tcp(true, client, server, 1019 + 10_000_000, 5020, ACK, b"x")));
+    lan.push((
+        1050,
+        tcp(true, client, server, 1019 + 10_000_000, 5020, ACK, b"x"),
+    ));
     let c = lab.replay(&lan, &wan, &[]);
     assert_eq!(c["drops"]["state-mismatch"], 1, "{c}");
     assert_eq!(lab.frames("wan").len(), 3);
@@ -296,16 +393,46 @@ fn a_packet_outside_the_window_is_dropped_as_state_mismatch() {
 
 fn udp(from_client: bool, ms: u64) -> (u64, Vec<u8>) {
     let (src, dst, sport, dport, src_mac, dst_mac) = if from_client {
-        (v4("192.0.2.10"), v4("198.51.100.7"), 5353, 53, MacAddr(CLIENT_MAC), mac(LAN_MAC))
+        (
+            v4("192.0.2.10"),
+            v4("198.51.100.7"),
+            5353,
+            53,
+            MacAddr(CLIENT_MAC),
+            mac(LAN_MAC),
+        )
     } else {
-        (v4("198.51.100.7"), v4("192.0.2.10"), 53, 5353, MacAddr(SERVER_MAC), mac(WAN_MAC))
+        (
+            v4("198.51.100.7"),
+            v4("192.0.2.10"),
+            53,
+            5353,
+            MacAddr(SERVER_MAC),
+            mac(WAN_MAC),
+        )
     };
-    (ms, UdpFrame { src_mac, dst_mac, src, dst, sport, dport, payload: b"query".to_vec(), ..UdpFrame::default() }.to_bytes())
+    (
+        ms,
+        UdpFrame {
+            src_mac,
+            dst_mac,
+            src,
+            dst,
+            sport,
+            dport,
+            payload: b"query".to_vec(),
+            ..UdpFrame::default()
+        }
+        .to_bytes(),
+    )
 }
 
 #[test]
 fn states_expire_after_the_configured_timeout() {
-    let lab = Lab::new("expiry", "\n[timeouts]\nudp.first = 5\nudp.single = 5\nudp.multiple = 10\n");
+    let lab = Lab::new(
+        "expiry",
+        "\n[timeouts]\nudp.first = 5\nudp.single = 5\nudp.multiple = 10\n",
+    );
     // pf's UDP progression: a query (udp.first), its answer (the client is now MULTIPLE,
     // the server SINGLE: udp.single), the client again (both MULTIPLE: udp.multiple = 10 s).
     // An answer 9.5 s later still passes and refreshes the state; one 10.5 s after that
@@ -319,13 +446,22 @@ fn states_expire_after_the_configured_timeout() {
     assert_eq!(lab.frames("lan").len(), 2);
 
     // udp.single is what a one-way answer gets: 5 s here, so an answer 6 s later is blocked.
-    let c = lab.replay(&[udp(true, 1000)], &[udp(false, 2000), udp(false, 8000)], &[]);
+    let c = lab.replay(
+        &[udp(true, 1000)],
+        &[udp(false, 2000), udp(false, 8000)],
+        &[],
+    );
     assert_eq!(c["forwarded"], 2, "{c}");
     assert_eq!(c["drops"]["match"], 1, "{c}");
 }
 
 fn arp_for(target: &str) -> Vec<u8> {
-    ArpFrame::request(MacAddr(CLIENT_MAC), "192.0.2.10".parse().unwrap(), target.parse().unwrap()).to_bytes()
+    ArpFrame::request(
+        MacAddr(CLIENT_MAC),
+        "192.0.2.10".parse().unwrap(),
+        target.parse().unwrap(),
+    )
+    .to_bytes()
 }
 
 #[test]
@@ -343,10 +479,21 @@ fn arp_for_a_vip_is_answered_only_when_master() {
     let replies = lab.frames("lan");
     assert_eq!(replies.len(), 2);
     let vmac = [0x00, 0x00, 0x5e, 0x00, 0x01, 0x07];
-    assert_eq!(&replies[0][6..12], &vmac, "Ethernet source is the virtual MAC");
-    assert_eq!(&replies[0][22..28], &vmac, "ARP sender hardware address is the virtual MAC");
+    assert_eq!(
+        &replies[0][6..12],
+        &vmac,
+        "Ethernet source is the virtual MAC"
+    );
+    assert_eq!(
+        &replies[0][22..28],
+        &vmac,
+        "ARP sender hardware address is the virtual MAC"
+    );
     assert_eq!(&replies[0][28..32], &[192, 0, 2, 254]);
-    if let Some(rows) = tshark_fields(&lab.out("lan"), &["arp.opcode", "arp.src.hw_mac", "arp.src.proto_ipv4"]) {
+    if let Some(rows) = tshark_fields(
+        &lab.out("lan"),
+        &["arp.opcode", "arp.src.hw_mac", "arp.src.proto_ipv4"],
+    ) {
         assert_eq!(rows[0], ["2", "00:00:5e:00:01:07", "192.0.2.254"]);
     }
 }
@@ -379,7 +526,22 @@ fn ipv6_works_like_ipv4() {
         }
     }
     // An unsolicited inbound IPv6 SYN is blocked too.
-    let c = lab.replay(&[], &[(1000, tcp(false, v6("2001:db8:1::10"), v6("2001:db8:2::7"), 5000, 0, SYN, b""))], &[]);
+    let c = lab.replay(
+        &[],
+        &[(
+            1000,
+            tcp(
+                false,
+                v6("2001:db8:1::10"),
+                v6("2001:db8:2::7"),
+                5000,
+                0,
+                SYN,
+                b"",
+            ),
+        )],
+        &[],
+    );
     assert_eq!(c["drops"]["match"], 1, "{c}");
 }
 
@@ -387,18 +549,34 @@ fn ipv6_works_like_ipv4() {
 fn neighbour_solicitation_for_own_and_vip_addresses() {
     let lab = Lab::new("nd", "");
     let ns = |target: &str| {
-        NeighborFrame::solicitation(MacAddr(CLIENT_MAC), "2001:db8:1::10".parse().unwrap(), target.parse().unwrap()).to_bytes()
+        NeighborFrame::solicitation(
+            MacAddr(CLIENT_MAC),
+            "2001:db8:1::10".parse().unwrap(),
+            target.parse().unwrap(),
+        )
+        .to_bytes()
     };
     let lan = vec![(1000, ns("2001:db8:1::1")), (1001, ns("2001:db8:1::fe"))];
     lab.replay(&lan, &[], &[]);
-    assert_eq!(lab.frames("lan").len(), 1, "only the own address while BACKUP");
+    assert_eq!(
+        lab.frames("lan").len(),
+        1,
+        "only the own address while BACKUP"
+    );
     lab.replay(&lan, &[], &["--master", "7"]);
     let out = lab.frames("lan");
     assert_eq!(out.len(), 2);
     let p = parse_frame(&out[1]).unwrap();
     assert!(matches!(p.l4, L4::Icmpv6(i) if i.msg_type == 136));
     assert_eq!(&out[1][6..12], &[0x00, 0x00, 0x5e, 0x00, 0x01, 0x07]);
-    if let Some(rows) = tshark_fields(&lab.out("lan"), &["icmpv6.type", "icmpv6.checksum.status", "icmpv6.nd.na.target_address"]) {
+    if let Some(rows) = tshark_fields(
+        &lab.out("lan"),
+        &[
+            "icmpv6.type",
+            "icmpv6.checksum.status",
+            "icmpv6.nd.na.target_address",
+        ],
+    ) {
         assert_eq!(rows[0], ["136", "1", "2001:db8:1::1"]);
         assert_eq!(rows[1], ["136", "1", "2001:db8:1::fe"]);
     }
@@ -440,7 +618,10 @@ fn ping_to_the_firewall_is_answered_and_an_unknown_next_hop_is_resolved() {
     assert_eq!(wan.len(), 1, "one ARP request on wan");
     assert_eq!(&wan[0][0..6], &[0xff; 6]);
     assert_eq!(&wan[0][38..42], &[198, 51, 100, 99]);
-    if let Some(rows) = tshark_fields(&lab.out("lan"), &["icmp.type", "icmp.checksum.status", "ip.checksum.status"]) {
+    if let Some(rows) = tshark_fields(
+        &lab.out("lan"),
+        &["icmp.type", "icmp.checksum.status", "ip.checksum.status"],
+    ) {
         assert_eq!(rows[0], ["0", "1", "1"]);
     }
 }

@@ -47,7 +47,11 @@ impl SourceFile {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        SourceFile { path: path.into(), text, line_starts }
+        SourceFile {
+            path: path.into(),
+            text,
+            line_starts,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -70,9 +74,20 @@ impl SourceFile {
         (line + 1, column + 1)
     }
 
-    pub fn diagnostic(&self, severity: Severity, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+    pub fn diagnostic(
+        &self,
+        severity: Severity,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let (line, column) = self.position(span.start);
-        Diagnostic { severity, file: self.path.clone(), line, column, message: message.into() }
+        Diagnostic {
+            severity,
+            file: self.path.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 }
 

@@ -65,9 +65,10 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = cx.diags;
     diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     match config {
-        Some(config) if !diags.iter().any(|d| d.severity == Severity::Error) => {
-            Ok(Loaded { config, warnings: diags })
-        }
+        Some(config) if !diags.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
+            config,
+            warnings: diags,
+        }),
         _ => Err(diags),
     }
 }
@@ -221,9 +222,17 @@ impl Context {
                     if let Some(prev) = &sections.$field {
                         let (l, c) = self.position(prev.file, &prev.span);
                         let p = self.path(prev.file).display().to_string();
-                        self.error(file, key_span, format!("[{name}] is already defined at {p}:{l}:{c}"));
+                        self.error(
+                            file,
+                            key_span,
+                            format!("[{name}] is already defined at {p}:{l}:{c}"),
+                        );
                     } else if let Some(v) = self.de(file, value) {
-                        sections.$field = Some(Sourced { file, span, value: v });
+                        sections.$field = Some(Sourced {
+                            file,
+                            span,
+                            value: v,
+                        });
                     } else {
                         sections.broken.push(name.to_string());
                     }
@@ -309,37 +318,62 @@ impl Context {
         let span = value.span();
         let DeValue::Table(tables) = value.into_inner() else {
             sections.broken.push("tables".into());
-            self.error(file, span, "[tables] must be a table of `name = [addresses]`");
+            self.error(
+                file,
+                span,
+                "[tables] must be a table of `name = [addresses]`",
+            );
             return;
         };
         for (key, value) in tables {
             let name = key.get_ref().to_string();
             let key_span = key.span();
             let vspan = value.span();
-            let mut table = RawTable { name, entries: Vec::new(), file: None };
+            let mut table = RawTable {
+                name,
+                entries: Vec::new(),
+                file: None,
+            };
             match value.into_inner() {
                 DeValue::Array(items) => {
                     for item in items {
                         let ispan = item.span();
                         match item.get_ref().as_str() {
-                            Some(s) => table.entries.push(Sourced { file, span: ispan, value: s.to_string() }),
+                            Some(s) => table.entries.push(Sourced {
+                                file,
+                                span: ispan,
+                                value: s.to_string(),
+                            }),
                             None => self.error(
                                 file,
                                 ispan,
-                                format!("invalid type: {}, expected an address or CIDR string", item.get_ref().type_str()),
+                                format!(
+                                    "invalid type: {}, expected an address or CIDR string",
+                                    item.get_ref().type_str()
+                                ),
                             ),
                         }
                     }
                 }
                 v @ DeValue::Table(_) => {
-                    let Some(spec) = self.de::<raw::TableSpec>(file, Spanned::new(vspan.clone(), v)) else {
+                    let Some(spec) =
+                        self.de::<raw::TableSpec>(file, Spanned::new(vspan.clone(), v))
+                    else {
                         sections.unparsed_names.push(("tables".into(), table.name));
                         continue;
                     };
                     for a in spec.addresses {
-                        table.entries.push(Sourced { file, span: a.span(), value: a.into_inner() });
+                        table.entries.push(Sourced {
+                            file,
+                            span: a.span(),
+                            value: a.into_inner(),
+                        });
                     }
-                    table.file = spec.file.map(|f| Sourced { file, span: f.span(), value: f.into_inner() });
+                    table.file = spec.file.map(|f| Sourced {
+                        file,
+                        span: f.span(),
+                        value: f.into_inner(),
+                    });
                 }
                 other => {
                     self.error(
@@ -353,20 +387,34 @@ impl Context {
                     continue;
                 }
             }
-            sections.tables.push(Sourced { file, span: key_span, value: table });
+            sections.tables.push(Sourced {
+                file,
+                span: key_span,
+                value: table,
+            });
         }
     }
 
     /// Reads `file = "…"` tables: one address or CIDR per line, `#` comments, blank lines.
     fn read_table_files(&mut self, sections: &mut Sections) {
         for t in 0..sections.tables.len() {
-            let Some(spec) = sections.tables[t].value.file.take() else { continue };
-            let base = self.path(spec.file).parent().unwrap_or(Path::new(".")).to_path_buf();
+            let Some(spec) = sections.tables[t].value.file.take() else {
+                continue;
+            };
+            let base = self
+                .path(spec.file)
+                .parent()
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
             let path = base.join(&spec.value);
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
                 Err(e) => {
-                    self.error(spec.file, spec.span, format!("cannot read table file `{}`: {e}", path.display()));
+                    self.error(
+                        spec.file,
+                        spec.span,
+                        format!("cannot read table file `{}`: {e}", path.display()),
+                    );
                     continue;
                 }
             };
@@ -440,7 +488,9 @@ fn improve_message(message: &str) -> String {
                 msg.push_str(&format!(" (did you mean `{s}`?)"));
             }
             if field == "policy_file" {
-                msg.push_str(" (policy_file is a top-level key: put it before the first [section])");
+                msg.push_str(
+                    " (policy_file is a top-level key: put it before the first [section])",
+                );
             }
             msg.push_str(expected);
             return msg;

@@ -254,7 +254,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { states: 100_000, table_entries: 200_000 }
+        Limits {
+            states: 100_000,
+            table_entries: 200_000,
+        }
     }
 }
 
@@ -374,7 +377,10 @@ pub struct PolicyOptions {
 
 impl Default for PolicyOptions {
     fn default() -> Self {
-        PolicyOptions { default: Action::Block, block_policy: BlockPolicy::Drop }
+        PolicyOptions {
+            default: Action::Block,
+            block_policy: BlockPolicy::Drop,
+        }
     }
 }
 
@@ -527,7 +533,12 @@ impl TcpFlagsMatch {
 
 impl std::fmt::Display for TcpFlagsMatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", tcp_flags::letters(self.set), tcp_flags::letters(self.mask))
+        write!(
+            f,
+            "{}/{}",
+            tcp_flags::letters(self.set),
+            tcp_flags::letters(self.mask)
+        )
     }
 }
 
@@ -592,7 +603,11 @@ impl Rule {
             let names: Vec<String> = self
                 .proto
                 .iter()
-                .map(|p| proto::name(*p).map(str::to_string).unwrap_or_else(|| p.to_string()))
+                .map(|p| {
+                    proto::name(*p)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| p.to_string())
+                })
                 .collect();
             let _ = write!(s, " proto {}", braced(&names));
         }
@@ -634,7 +649,11 @@ impl Rule {
                 .collect();
             braced(&items)
         };
-        if self.from.is_empty() && self.to.is_empty() && self.from_port.is_empty() && self.to_port.is_empty() {
+        if self.from.is_empty()
+            && self.to.is_empty()
+            && self.from_port.is_empty()
+            && self.to_port.is_empty()
+        {
             s.push_str(" all");
         } else {
             let _ = write!(s, " from {}", addr(&self.from));
@@ -647,11 +666,18 @@ impl Rule {
             }
         }
         // pfctl shows flags only where they can apply: TCP, or any protocol.
-        if let Some(f) = self.flags.filter(|_| self.proto.is_empty() || self.proto.contains(&proto::TCP)) {
+        if let Some(f) = self
+            .flags
+            .filter(|_| self.proto.is_empty() || self.proto.contains(&proto::TCP))
+        {
             let _ = write!(s, " flags {f}");
         }
         if self.action == Action::Pass {
-            s.push_str(if self.keep_state { " keep state" } else { " no state" });
+            s.push_str(if self.keep_state {
+                " keep state"
+            } else {
+                " no state"
+            });
         }
         if let Some(l) = &self.label {
             let _ = write!(s, " label \"{l}\"");

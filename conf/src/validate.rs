@@ -24,7 +24,12 @@ const MAX_LABEL: usize = 63;
 
 pub(crate) fn validate(cx: &mut Context, path: &Path, s: Sections) -> Option<Config> {
     let timeouts_span = s.timeouts.as_ref().map(|t| (t.file, t.span.clone()));
-    let mut v = Validator { cx, broken: s.broken.clone(), unparsed: s.unparsed_names.clone(), timeouts_span };
+    let mut v = Validator {
+        cx,
+        broken: s.broken.clone(),
+        unparsed: s.unparsed_names.clone(),
+        timeouts_span,
+    };
 
     let appliance = v.appliance(s.appliance);
     let dpdk = v.dpdk(s.dpdk);
@@ -44,7 +49,10 @@ pub(crate) fn validate(cx: &mut Context, path: &Path, s: Sections) -> Option<Con
     let carp = v.carp(s.carp, &interfaces);
     let pfsync = s.pfsync.and_then(|p| v.pfsync(p, &interfaces));
     let control = Control {
-        socket: s.control.and_then(|c| c.value.socket).map(|p| p.into_inner().into()),
+        socket: s
+            .control
+            .and_then(|c| c.value.socket)
+            .map(|p| p.into_inner().into()),
     };
     let policy = s.policy.map(|p| PolicyOptions {
         default: match p.value.default {
@@ -95,14 +103,20 @@ struct Validator<'a> {
 
 fn origin(cx: &Context, file: usize, span: &Range<usize>) -> Origin {
     let (line, column) = cx.position(file, span);
-    Origin { file: cx.path(file).to_path_buf(), line, column }
+    Origin {
+        file: cx.path(file).to_path_buf(),
+        line,
+        column,
+    }
 }
 
 impl Validator<'_> {
     /// Whether a reference to `name` in `section` may be dangling only because that
     /// section failed to parse (and was reported already).
     fn maybe_unparsed(&self, section: &str, name: &str) -> bool {
-        self.broken.iter().any(|b| b == "*" || (b == section && section != "interface" && section != "tables"))
+        self.broken
+            .iter()
+            .any(|b| b == "*" || (b == section && section != "interface" && section != "tables"))
             || self.unparsed.iter().any(|(s, n)| s == section && n == name)
     }
 
@@ -120,12 +134,24 @@ impl Validator<'_> {
     }
 
     /// An integer field within `lo..=hi`, or the default.
-    fn bounded(&mut self, file: usize, v: Option<Spanned<u32>>, name: &str, lo: u32, hi: u32, default: u32) -> u32 {
+    fn bounded(
+        &mut self,
+        file: usize,
+        v: Option<Spanned<u32>>,
+        name: &str,
+        lo: u32,
+        hi: u32,
+        default: u32,
+    ) -> u32 {
         match v {
             None => default,
             Some(v) if (lo..=hi).contains(v.get_ref()) => *v.get_ref(),
             Some(v) => {
-                self.err(file, v.span(), format!("{name} must be between {lo} and {hi}, not {}", v.get_ref()));
+                self.err(
+                    file,
+                    v.span(),
+                    format!("{name} must be between {lo} and {hi}, not {}", v.get_ref()),
+                );
                 default
             }
         }
@@ -133,12 +159,23 @@ impl Validator<'_> {
 
     fn appliance(&mut self, a: Option<Sourced<raw::Appliance>>) -> Appliance {
         let Some(a) = a else {
-            return Appliance { name: "rampart".into(), host_id: None };
+            return Appliance {
+                name: "rampart".into(),
+                host_id: None,
+            };
         };
-        let name = a.value.name.map(|n| n.into_inner()).unwrap_or_else(|| "rampart".into());
+        let name = a
+            .value
+            .name
+            .map(|n| n.into_inner())
+            .unwrap_or_else(|| "rampart".into());
         let host_id = a.value.host_id.and_then(|h| {
             if *h.get_ref() == 0 {
-                self.err(a.file, h.span(), "host_id must be non-zero (0 means \"unset\" in pfsync)");
+                self.err(
+                    a.file,
+                    h.span(),
+                    "host_id must be non-zero (0 means \"unset\" in pfsync)",
+                );
                 None
             } else {
                 Some(*h.get_ref())
@@ -149,7 +186,9 @@ impl Validator<'_> {
 
     fn dpdk(&mut self, d: Option<Sourced<raw::Dpdk>>) -> Dpdk {
         let mut out = Dpdk::default();
-        let Some(Sourced { file, value: d, .. }) = d else { return out };
+        let Some(Sourced { file, value: d, .. }) = d else {
+            return out;
+        };
         out.control_lcore = self.bounded(file, d.control_lcore, "control_lcore", 0, 1023, 0);
         if let Some(w) = d.worker_lcores {
             let span = w.span();
@@ -157,9 +196,19 @@ impl Validator<'_> {
             for l in w.into_inner() {
                 let id = *l.get_ref();
                 if id > 1023 {
-                    self.err(file, l.span(), format!("lcore {id} is out of range (0-1023)"));
+                    self.err(
+                        file,
+                        l.span(),
+                        format!("lcore {id} is out of range (0-1023)"),
+                    );
                 } else if id == out.control_lcore {
-                    self.err(file, l.span(), format!("lcore {id} is the control lcore; a worker needs a core of its own"));
+                    self.err(
+                        file,
+                        l.span(),
+                        format!(
+                            "lcore {id} is the control lcore; a worker needs a core of its own"
+                        ),
+                    );
                 } else if lcores.contains(&id) {
                     self.err(file, l.span(), format!("lcore {id} is listed twice"));
                 } else {
@@ -184,7 +233,11 @@ impl Validator<'_> {
             if let Some(v) = value {
                 let n = *v.get_ref();
                 if !(64..=16384).contains(&n) || !n.is_power_of_two() {
-                    self.cx.error(file, v.span(), format!("{field} must be a power of two between 64 and 16384, not {n}"));
+                    self.cx.error(
+                        file,
+                        v.span(),
+                        format!("{field} must be a power of two between 64 and 16384, not {n}"),
+                    );
                 } else {
                     *slot = n as u16;
                 }
@@ -200,7 +253,12 @@ impl Validator<'_> {
     fn interfaces(&mut self, list: Vec<Sourced<raw::Interface>>) -> Vec<Interface> {
         let mut out: Vec<Interface> = Vec::new();
         let mut addrs: HashMap<IpAddr, Origin> = HashMap::new();
-        for Sourced { file, span, value: i } in list {
+        for Sourced {
+            file,
+            span,
+            value: i,
+        } in list
+        {
             let o = origin(self.cx, file, &span);
             let name = i.name.get_ref().clone();
             if !valid_name(&name, MAX_INTERFACE_NAME) {
@@ -212,7 +270,11 @@ impl Validator<'_> {
             }
             if let Some(prev) = out.iter().find(|p| p.name == name) {
                 let at = self.at(&prev.origin);
-                self.err(file, i.name.span(), format!("interface `{name}` is already defined at {at}"));
+                self.err(
+                    file,
+                    i.name.span(),
+                    format!("interface `{name}` is already defined at {at}"),
+                );
                 continue;
             }
             let device = i.device.get_ref().trim().to_string();
@@ -220,7 +282,14 @@ impl Validator<'_> {
                 self.err(file, i.device.span(), "device must name a PCI address (0000:03:00.0) or a DPDK vdev (net_af_xdp0,iface=veth0)");
             } else if let Some(prev) = out.iter().find(|p| p.device == device) {
                 let at = self.at(&prev.origin);
-                self.err(file, i.device.span(), format!("device `{device}` is already used by interface `{}` at {at}", prev.name));
+                self.err(
+                    file,
+                    i.device.span(),
+                    format!(
+                        "device `{device}` is already used by interface `{}` at {at}",
+                        prev.name
+                    ),
+                );
             }
             let mac = i.mac.and_then(|m| match MacAddr::from_str(m.get_ref()) {
                 Ok(mac) if mac.is_multicast() => {
@@ -237,7 +306,13 @@ impl Validator<'_> {
             for a in i.addresses {
                 let text = a.get_ref().trim();
                 if !text.contains('/') {
-                    self.err(file, a.span(), format!("interface address `{text}` needs its prefix length, e.g. `{text}/24`"));
+                    self.err(
+                        file,
+                        a.span(),
+                        format!(
+                            "interface address `{text}` needs its prefix length, e.g. `{text}/24`"
+                        ),
+                    );
                     continue;
                 }
                 match IpNet::from_str(text) {
@@ -260,7 +335,14 @@ impl Validator<'_> {
             if mtu < 1280 && addresses.iter().any(|a| a.addr().is_ipv6()) {
                 self.err(file, span.clone(), format!("mtu {mtu} is below IPv6's minimum of 1280, but the interface has IPv6 addresses"));
             }
-            out.push(Interface { name, device, mac, addresses, mtu, origin: o });
+            out.push(Interface {
+                name,
+                device,
+                mac,
+                addresses,
+                mtu,
+                origin: o,
+            });
         }
         out
     }
@@ -269,14 +351,23 @@ impl Validator<'_> {
         let mut out = Limits::default();
         if let Some(Sourced { file, value: l, .. }) = l {
             out.states = self.bounded(file, l.states, "states", 1, u32::MAX, out.states);
-            out.table_entries = self.bounded(file, l.table_entries, "table_entries", 1, u32::MAX, out.table_entries);
+            out.table_entries = self.bounded(
+                file,
+                l.table_entries,
+                "table_entries",
+                1,
+                u32::MAX,
+                out.table_entries,
+            );
         }
         out
     }
 
     fn timeouts(&mut self, t: Option<Sourced<raw::Timeouts>>, _limits: &Limits) -> Timeouts {
         let mut out = Timeouts::default();
-        let Some(Sourced { file, value: t, .. }) = t else { return out };
+        let Some(Sourced { file, value: t, .. }) = t else {
+            return out;
+        };
         if let Some(tcp) = t.tcp {
             set(&mut out.tcp_first, tcp.first);
             set(&mut out.tcp_opening, tcp.opening);
@@ -309,7 +400,11 @@ impl Validator<'_> {
                     self.err(
                         file,
                         e.span(),
-                        format!("adaptive.end ({}) must be greater than adaptive.start ({})", e.get_ref(), s.get_ref()),
+                        format!(
+                            "adaptive.end ({}) must be greater than adaptive.start ({})",
+                            e.get_ref(),
+                            s.get_ref()
+                        ),
                     );
                 }
             }
@@ -320,7 +415,12 @@ impl Validator<'_> {
     fn tables(&mut self, list: Vec<Sourced<RawTable>>, limits: &Limits) -> Vec<Table> {
         let mut out: Vec<Table> = Vec::new();
         let mut total: u64 = 0;
-        for Sourced { file, span, value: t } in list {
+        for Sourced {
+            file,
+            span,
+            value: t,
+        } in list
+        {
             let o = origin(self.cx, file, &span);
             if !valid_table_name(&t.name) {
                 self.err(
@@ -331,7 +431,11 @@ impl Validator<'_> {
             }
             if let Some(prev) = out.iter().find(|p| p.name == t.name) {
                 let at = self.at(&prev.origin);
-                self.err(file, span, format!("table <{}> is already defined at {at}", t.name));
+                self.err(
+                    file,
+                    span,
+                    format!("table <{}> is already defined at {at}", t.name),
+                );
                 continue;
             }
             let mut entries = Vec::with_capacity(t.entries.len());
@@ -340,7 +444,11 @@ impl Validator<'_> {
                 match parse_prefix(body) {
                     Ok((net, host_bits)) => {
                         if host_bits {
-                            self.warn(e.file, e.span.clone(), format!("`{body}` has host bits set; it means {net}"));
+                            self.warn(
+                                e.file,
+                                e.span.clone(),
+                                format!("`{body}` has host bits set; it means {net}"),
+                            );
                         }
                         entries.push(TableEntry { negated, net });
                     }
@@ -348,7 +456,11 @@ impl Validator<'_> {
                 }
             }
             total += entries.len() as u64;
-            out.push(Table { name: t.name, entries, origin: o });
+            out.push(Table {
+                name: t.name,
+                entries,
+                origin: o,
+            });
         }
         if total > u64::from(limits.table_entries) {
             if let Some(t) = out.last() {
@@ -368,7 +480,12 @@ impl Validator<'_> {
         out
     }
 
-    fn interface_ref(&mut self, file: usize, name: &Spanned<String>, interfaces: &[Interface]) -> Option<usize> {
+    fn interface_ref(
+        &mut self,
+        file: usize,
+        name: &Spanned<String>,
+        interfaces: &[Interface],
+    ) -> Option<usize> {
         let found = interfaces.iter().position(|i| &i.name == name.get_ref());
         if found.is_none() && !self.maybe_unparsed("interface", name.get_ref()) {
             let names: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
@@ -377,7 +494,11 @@ impl Validator<'_> {
             } else {
                 format!("interfaces are: {}", names.join(", "))
             };
-            self.err(file, name.span(), format!("unknown interface `{}`; {known}", name.get_ref()));
+            self.err(
+                file,
+                name.span(),
+                format!("unknown interface `{}`; {known}", name.get_ref()),
+            );
         }
         found
     }
@@ -386,8 +507,19 @@ impl Validator<'_> {
         match IpAddr::from_str(s.get_ref().trim()) {
             Ok(a) => Some(a),
             Err(_) => {
-                let hint = if s.get_ref().contains('/') { " (without a prefix length)" } else { "" };
-                self.err(file, s.span(), format!("invalid {what} `{}`, expected an IPv4 or IPv6 address{hint}", s.get_ref()));
+                let hint = if s.get_ref().contains('/') {
+                    " (without a prefix length)"
+                } else {
+                    ""
+                };
+                self.err(
+                    file,
+                    s.span(),
+                    format!(
+                        "invalid {what} `{}`, expected an IPv4 or IPv6 address{hint}",
+                        s.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -395,11 +527,24 @@ impl Validator<'_> {
 
     fn routes(&mut self, list: Vec<Sourced<raw::Route>>, interfaces: &[Interface]) -> Vec<Route> {
         let mut out: Vec<Route> = Vec::new();
-        for Sourced { file, span, value: r } in list {
+        for Sourced {
+            file,
+            span,
+            value: r,
+        } in list
+        {
             let o = origin(self.cx, file, &span);
             let destination = match IpNet::from_str(r.destination.get_ref().trim()) {
                 Ok(n) if n.addr() != n.network() => {
-                    self.err(file, r.destination.span(), format!("`{}` has host bits set; the network is {}", r.destination.get_ref(), n.trunc()));
+                    self.err(
+                        file,
+                        r.destination.span(),
+                        format!(
+                            "`{}` has host bits set; the network is {}",
+                            r.destination.get_ref(),
+                            n.trunc()
+                        ),
+                    );
                     None
                 }
                 Ok(n) => Some(n),
@@ -409,20 +554,40 @@ impl Validator<'_> {
                 }
             };
             let gateway = self.ip(file, &r.gateway, "gateway");
-            let (Some(destination), Some(gateway)) = (destination, gateway) else { continue };
+            let (Some(destination), Some(gateway)) = (destination, gateway) else {
+                continue;
+            };
             if destination.addr().is_ipv4() != gateway.is_ipv4() {
-                self.err(file, r.gateway.span(), format!("gateway {gateway} is not of the same address family as {destination}"));
+                self.err(
+                    file,
+                    r.gateway.span(),
+                    format!("gateway {gateway} is not of the same address family as {destination}"),
+                );
                 continue;
             }
             let interface = match &r.interface {
                 Some(name) => {
-                    let Some(i) = self.interface_ref(file, name, interfaces) else { continue };
-                    if !interfaces[i].addresses.iter().any(|a| a.contains(&gateway)) && !is_link_local(&gateway) {
-                        self.warn(file, r.gateway.span(), format!("gateway {gateway} is not on a network of interface `{}`", interfaces[i].name));
+                    let Some(i) = self.interface_ref(file, name, interfaces) else {
+                        continue;
+                    };
+                    if !interfaces[i].addresses.iter().any(|a| a.contains(&gateway))
+                        && !is_link_local(&gateway)
+                    {
+                        self.warn(
+                            file,
+                            r.gateway.span(),
+                            format!(
+                                "gateway {gateway} is not on a network of interface `{}`",
+                                interfaces[i].name
+                            ),
+                        );
                     }
                     interfaces[i].name.clone()
                 }
-                None => match interfaces.iter().find(|i| i.addresses.iter().any(|a| a.contains(&gateway))) {
+                None => match interfaces
+                    .iter()
+                    .find(|i| i.addresses.iter().any(|a| a.contains(&gateway)))
+                {
                     Some(i) => i.name.clone(),
                     None => {
                         if !self.broken.iter().any(|b| b == "*" || b == "interface") {
@@ -432,29 +597,58 @@ impl Validator<'_> {
                     }
                 },
             };
-            if interfaces.iter().any(|i| i.addresses.iter().any(|a| a.addr() == gateway)) {
-                self.err(file, r.gateway.span(), format!("gateway {gateway} is one of this appliance's own addresses"));
+            if interfaces
+                .iter()
+                .any(|i| i.addresses.iter().any(|a| a.addr() == gateway))
+            {
+                self.err(
+                    file,
+                    r.gateway.span(),
+                    format!("gateway {gateway} is one of this appliance's own addresses"),
+                );
                 continue;
             }
             if let Some(prev) = out.iter().find(|p| p.destination == destination) {
                 let at = self.at(&prev.origin);
-                self.err(file, r.destination.span(), format!("a route to {destination} is already defined at {at}"));
+                self.err(
+                    file,
+                    r.destination.span(),
+                    format!("a route to {destination} is already defined at {at}"),
+                );
                 continue;
             }
-            out.push(Route { destination, gateway, interface, origin: o });
+            out.push(Route {
+                destination,
+                gateway,
+                interface,
+                origin: o,
+            });
         }
         out
     }
 
-    fn neighbors(&mut self, list: Vec<Sourced<raw::Neighbor>>, interfaces: &[Interface]) -> Vec<Neighbor> {
+    fn neighbors(
+        &mut self,
+        list: Vec<Sourced<raw::Neighbor>>,
+        interfaces: &[Interface],
+    ) -> Vec<Neighbor> {
         let mut out: Vec<Neighbor> = Vec::new();
-        for Sourced { file, span, value: n } in list {
+        for Sourced {
+            file,
+            span,
+            value: n,
+        } in list
+        {
             let o = origin(self.cx, file, &span);
             let iface = self.interface_ref(file, &n.interface, interfaces);
             let address = self.ip(file, &n.address, "neighbor address");
             let mac = match MacAddr::from_str(n.mac.get_ref()) {
                 Ok(m) if m.is_multicast() => {
-                    self.err(file, n.mac.span(), format!("MAC {m} is a multicast address; a neighbor needs a unicast MAC"));
+                    self.err(
+                        file,
+                        n.mac.span(),
+                        format!("MAC {m} is a multicast address; a neighbor needs a unicast MAC"),
+                    );
                     None
                 }
                 Ok(m) => Some(m),
@@ -463,56 +657,114 @@ impl Validator<'_> {
                     None
                 }
             };
-            let (Some(i), Some(address), Some(mac)) = (iface, address, mac) else { continue };
+            let (Some(i), Some(address), Some(mac)) = (iface, address, mac) else {
+                continue;
+            };
             let interface = interfaces[i].name.clone();
-            if let Some(prev) = out.iter().find(|p| p.interface == interface && p.address == address) {
+            if let Some(prev) = out
+                .iter()
+                .find(|p| p.interface == interface && p.address == address)
+            {
                 let at = self.at(&prev.origin);
-                self.err(file, n.address.span(), format!("neighbor {address} on `{interface}` is already defined at {at}"));
+                self.err(
+                    file,
+                    n.address.span(),
+                    format!("neighbor {address} on `{interface}` is already defined at {at}"),
+                );
                 continue;
             }
-            if !interfaces[i].addresses.iter().any(|a| a.contains(&address)) && !is_link_local(&address) {
-                self.warn(file, n.address.span(), format!("neighbor {address} is not on a network of interface `{interface}`"));
+            if !interfaces[i].addresses.iter().any(|a| a.contains(&address))
+                && !is_link_local(&address)
+            {
+                self.warn(
+                    file,
+                    n.address.span(),
+                    format!("neighbor {address} is not on a network of interface `{interface}`"),
+                );
             }
-            out.push(Neighbor { interface, address, mac, origin: o });
+            out.push(Neighbor {
+                interface,
+                address,
+                mac,
+                origin: o,
+            });
         }
         out
     }
 
     fn carp(&mut self, list: Vec<Sourced<raw::Carp>>, interfaces: &[Interface]) -> Vec<Carp> {
         let mut out: Vec<Carp> = Vec::new();
-        for Sourced { file, span, value: c } in list {
+        for Sourced {
+            file,
+            span,
+            value: c,
+        } in list
+        {
             let o = origin(self.cx, file, &span);
             let vhid = *c.vhid.get_ref();
             if !(1..=255).contains(&vhid) {
-                self.err(file, c.vhid.span(), format!("vhid must be between 1 and 255, not {vhid}"));
+                self.err(
+                    file,
+                    c.vhid.span(),
+                    format!("vhid must be between 1 and 255, not {vhid}"),
+                );
                 continue;
             }
             let vhid = vhid as u8;
-            let Some(i) = self.interface_ref(file, &c.interface, interfaces) else { continue };
+            let Some(i) = self.interface_ref(file, &c.interface, interfaces) else {
+                continue;
+            };
             let interface = interfaces[i].name.clone();
-            if let Some(prev) = out.iter().find(|p| p.vhid == vhid && p.interface == interface) {
+            if let Some(prev) = out
+                .iter()
+                .find(|p| p.vhid == vhid && p.interface == interface)
+            {
                 let at = self.at(&prev.origin);
-                self.err(file, c.vhid.span(), format!("vhid {vhid} on `{interface}` is already defined at {at}"));
+                self.err(
+                    file,
+                    c.vhid.span(),
+                    format!("vhid {vhid} on `{interface}` is already defined at {at}"),
+                );
                 continue;
             }
             let mut addresses: Vec<IpAddr> = Vec::new();
             let list_span = c.addresses.span();
             let written = c.addresses.get_ref().len();
             for a in c.addresses.into_inner() {
-                let Some(ip) = self.ip(file, &a, "virtual address") else { continue };
-                if interfaces.iter().any(|i| i.addresses.iter().any(|n| n.addr() == ip)) {
+                let Some(ip) = self.ip(file, &a, "virtual address") else {
+                    continue;
+                };
+                if interfaces
+                    .iter()
+                    .any(|i| i.addresses.iter().any(|n| n.addr() == ip))
+                {
                     self.err(file, a.span(), format!("{ip} is an interface's own address; a virtual address must be distinct"));
                 } else if let Some(prev) = out.iter().find(|p| p.addresses.contains(&ip)) {
                     let at = self.at(&prev.origin);
-                    self.err(file, a.span(), format!("virtual address {ip} already belongs to vhid {} at {at}", prev.vhid));
+                    self.err(
+                        file,
+                        a.span(),
+                        format!(
+                            "virtual address {ip} already belongs to vhid {} at {at}",
+                            prev.vhid
+                        ),
+                    );
                 } else if addresses.contains(&ip) {
-                    self.err(file, a.span(), format!("virtual address {ip} is listed twice"));
+                    self.err(
+                        file,
+                        a.span(),
+                        format!("virtual address {ip} is listed twice"),
+                    );
                 } else {
                     addresses.push(ip);
                 }
             }
             if written == 0 {
-                self.err(file, list_span, "a CARP group needs at least one virtual address");
+                self.err(
+                    file,
+                    list_span,
+                    "a CARP group needs at least one virtual address",
+                );
             }
             let advbase = self.bounded(file, c.advbase, "advbase", 1, 254, 1) as u8;
             let advskew = self.bounded(file, c.advskew, "advskew", 0, 254, 0) as u8;
@@ -528,12 +780,20 @@ impl Validator<'_> {
                 let n = bytes.len().min(19);
                 key[..n].copy_from_slice(&bytes[..n]);
             } else {
-                self.warn(file, span.clone(), "no passphrase: advertisements are authenticated with an all-zero key");
+                self.warn(
+                    file,
+                    span.clone(),
+                    "no passphrase: advertisements are authenticated with an all-zero key",
+                );
             }
             let peer = c.peer.as_ref().and_then(|p| {
                 let ip = self.ip(file, p, "CARP peer")?;
                 if !ip.is_ipv4() || ip.is_multicast() {
-                    self.err(file, p.span(), format!("peer {ip} must be a unicast IPv4 address (OpenBSD's carppeer)"));
+                    self.err(
+                        file,
+                        p.span(),
+                        format!("peer {ip} must be a unicast IPv4 address (OpenBSD's carppeer)"),
+                    );
                     return None;
                 }
                 Some(ip)
@@ -541,20 +801,38 @@ impl Validator<'_> {
             if addresses.is_empty() {
                 continue;
             }
-            out.push(Carp { vhid, interface, addresses, advbase, advskew, key, preempt: c.preempt, peer, origin: o });
+            out.push(Carp {
+                vhid,
+                interface,
+                addresses,
+                advbase,
+                advskew,
+                key,
+                preempt: c.preempt,
+                peer,
+                origin: o,
+            });
         }
         out
     }
 
     fn pfsync(&mut self, p: Sourced<raw::Pfsync>, interfaces: &[Interface]) -> Option<Pfsync> {
-        let Sourced { file, span, value: p } = p;
+        let Sourced {
+            file,
+            span,
+            value: p,
+        } = p;
         let o = origin(self.cx, file, &span);
         let i = self.interface_ref(file, &p.interface, interfaces);
         let errors_before = self.cx.diags.len();
         let peer = p.peer.as_ref().and_then(|s| {
             let ip = self.ip(file, s, "pfsync peer")?;
             if !ip.is_ipv4() || ip.is_multicast() {
-                self.err(file, s.span(), format!("peer {ip} must be a unicast IPv4 address (OpenBSD's syncpeer)"));
+                self.err(
+                    file,
+                    s.span(),
+                    format!("peer {ip} must be a unicast IPv4 address (OpenBSD's syncpeer)"),
+                );
                 return None;
             }
             Some(ip)
@@ -563,18 +841,36 @@ impl Validator<'_> {
         if self.cx.diags.len() != errors_before {
             return None;
         }
-        Some(Pfsync { interface: interfaces[i?].name.clone(), peer, defer: p.defer, maxupd, origin: o })
+        Some(Pfsync {
+            interface: interfaces[i?].name.clone(),
+            peer,
+            defer: p.defer,
+            maxupd,
+            origin: o,
+        })
     }
 
-    fn rule(&mut self, r: Sourced<raw::Rule>, interfaces: &[Interface], tables: &[Table], block_policy: BlockPolicy) -> Option<Rule> {
-        let Sourced { file, span, value: r } = r;
+    fn rule(
+        &mut self,
+        r: Sourced<raw::Rule>,
+        interfaces: &[Interface],
+        tables: &[Table],
+        block_policy: BlockPolicy,
+    ) -> Option<Rule> {
+        let Sourced {
+            file,
+            span,
+            value: r,
+        } = r;
         let o = origin(self.cx, file, &span);
         let errors_before = self.cx.diags.len();
         let action = match r.action.get_ref() {
             raw::Action::Pass => Action::Pass,
             raw::Action::Block => Action::Block,
         };
-        let on = r.on.as_ref().and_then(|n| self.interface_ref(file, n, interfaces));
+        let on =
+            r.on.as_ref()
+                .and_then(|n| self.interface_ref(file, n, interfaces));
         let af = r.af.as_ref().map(|a| match a.get_ref() {
             raw::Af::Inet => AddressFamily::Inet,
             raw::Af::Inet6 => AddressFamily::Inet6,
@@ -582,14 +878,47 @@ impl Validator<'_> {
 
         // An empty list would silently widen the rule to "any": pf refuses `{}` too.
         for (name, empty_span) in [
-            ("proto", r.proto.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
-            ("from", r.from.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
-            ("to", r.to.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
-            ("from_port", r.from_port.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
-            ("to_port", r.to_port.as_ref().filter(|p| p.get_ref().is_empty()).map(|p| p.span())),
+            (
+                "proto",
+                r.proto
+                    .as_ref()
+                    .filter(|p| p.get_ref().is_empty())
+                    .map(|p| p.span()),
+            ),
+            (
+                "from",
+                r.from
+                    .as_ref()
+                    .filter(|p| p.get_ref().is_empty())
+                    .map(|p| p.span()),
+            ),
+            (
+                "to",
+                r.to.as_ref()
+                    .filter(|p| p.get_ref().is_empty())
+                    .map(|p| p.span()),
+            ),
+            (
+                "from_port",
+                r.from_port
+                    .as_ref()
+                    .filter(|p| p.get_ref().is_empty())
+                    .map(|p| p.span()),
+            ),
+            (
+                "to_port",
+                r.to_port
+                    .as_ref()
+                    .filter(|p| p.get_ref().is_empty())
+                    .map(|p| p.span()),
+            ),
         ] {
             if let Some(sp) = empty_span {
-                self.err(file, sp, format!("`{name}` is an empty list; leave the key out to match any"));
+                self.err(
+                    file,
+                    sp,
+                    format!("`{name}` is an empty list; leave the key out to match any"),
+                );
             }
         }
 
@@ -604,7 +933,11 @@ impl Validator<'_> {
                     }
                     raw::Proto::Number(n) if (1..=255).contains(n) => Some(*n as u8),
                     raw::Proto::Number(n) => {
-                        self.err(file, ispan.clone(), format!("protocol number {n} is out of range (0-255)"));
+                        self.err(
+                            file,
+                            ispan.clone(),
+                            format!("protocol number {n} is out of range (0-255)"),
+                        );
                         None
                     }
                     raw::Proto::Name(name) => match protocol_by_name(name) {
@@ -617,9 +950,17 @@ impl Validator<'_> {
                 };
                 if let Some(n) = number {
                     if af == Some(AddressFamily::Inet6) && n == proto::ICMP {
-                        self.err(file, ispan.clone(), "icmp is IPv4's; with af = \"inet6\" use proto icmp6");
+                        self.err(
+                            file,
+                            ispan.clone(),
+                            "icmp is IPv4's; with af = \"inet6\" use proto icmp6",
+                        );
                     } else if af == Some(AddressFamily::Inet) && n == proto::ICMP6 {
-                        self.err(file, ispan.clone(), "icmp6 is IPv6's; with af = \"inet\" use proto icmp");
+                        self.err(
+                            file,
+                            ispan.clone(),
+                            "icmp6 is IPv6's; with af = \"inet\" use proto icmp",
+                        );
                     }
                     if !protos.contains(&n) {
                         protos.push(n);
@@ -680,12 +1021,19 @@ impl Validator<'_> {
         };
         let label = r.label.as_ref().map(|l| {
             if l.get_ref().len() > MAX_LABEL {
-                self.err(file, l.span(), format!("label is longer than {MAX_LABEL} bytes"));
+                self.err(
+                    file,
+                    l.span(),
+                    format!("label is longer than {MAX_LABEL} bytes"),
+                );
             }
             l.get_ref().clone()
         });
 
-        if self.cx.diags[errors_before..].iter().any(|d| d.severity == crate::Severity::Error) {
+        if self.cx.diags[errors_before..]
+            .iter()
+            .any(|d| d.severity == crate::Severity::Error)
+        {
             return None;
         }
         Some(Rule {
@@ -719,7 +1067,9 @@ impl Validator<'_> {
         tables: &[Table],
         name: &str,
     ) -> Vec<AddrSpec> {
-        let Some(field) = field else { return Vec::new() };
+        let Some(field) = field else {
+            return Vec::new();
+        };
         let items = field.get_ref().items(field.span());
         let mut out = Vec::new();
         for (ispan, text) in &items {
@@ -729,16 +1079,29 @@ impl Validator<'_> {
                 "self" => AddrItem::SelfAddrs,
                 b if b.starts_with('<') => {
                     let Some(tname) = b.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
-                        self.err(file, ispan.clone(), format!("`{b}` is not a table reference: write <name>"));
+                        self.err(
+                            file,
+                            ispan.clone(),
+                            format!("`{b}` is not a table reference: write <name>"),
+                        );
                         continue;
                     };
                     match tables.iter().position(|t| t.name == tname) {
                         Some(i) => AddrItem::Table(i),
                         None => {
                             if !self.maybe_unparsed("tables", tname) {
-                                let known: Vec<String> = tables.iter().map(|t| format!("<{}>", t.name)).collect();
-                                let known = if known.is_empty() { "no table is defined".to_string() } else { format!("tables are: {}", known.join(", ")) };
-                                self.err(file, ispan.clone(), format!("unknown table <{tname}>; {known}"));
+                                let known: Vec<String> =
+                                    tables.iter().map(|t| format!("<{}>", t.name)).collect();
+                                let known = if known.is_empty() {
+                                    "no table is defined".to_string()
+                                } else {
+                                    format!("tables are: {}", known.join(", "))
+                                };
+                                self.err(
+                                    file,
+                                    ispan.clone(),
+                                    format!("unknown table <{tname}>; {known}"),
+                                );
                             }
                             continue;
                         }
@@ -747,12 +1110,28 @@ impl Validator<'_> {
                 b => match parse_prefix(b) {
                     Ok((net, host_bits)) => {
                         if host_bits {
-                            self.warn(file, ispan.clone(), format!("`{b}` has host bits set; it means {net}"));
+                            self.warn(
+                                file,
+                                ispan.clone(),
+                                format!("`{b}` has host bits set; it means {net}"),
+                            );
                         }
                         let fam = AddressFamily::of(&net.addr());
                         if let Some(af) = af {
                             if af != fam {
-                                self.err(file, ispan.clone(), format!("{b} is an {} address but the rule says af = \"{}\"", if fam == AddressFamily::Inet { "IPv4" } else { "IPv6" }, af.as_str()));
+                                self.err(
+                                    file,
+                                    ispan.clone(),
+                                    format!(
+                                        "{b} is an {} address but the rule says af = \"{}\"",
+                                        if fam == AddressFamily::Inet {
+                                            "IPv4"
+                                        } else {
+                                            "IPv6"
+                                        },
+                                        af.as_str()
+                                    ),
+                                );
                                 continue;
                             }
                         }
@@ -779,8 +1158,16 @@ impl Validator<'_> {
         out
     }
 
-    fn ports(&mut self, file: usize, field: Option<&Spanned<raw::OneOrMany<raw::Port>>>, protos: &[u8], name: &str) -> Vec<PortRange> {
-        let Some(field) = field else { return Vec::new() };
+    fn ports(
+        &mut self,
+        file: usize,
+        field: Option<&Spanned<raw::OneOrMany<raw::Port>>>,
+        protos: &[u8],
+        name: &str,
+    ) -> Vec<PortRange> {
+        let Some(field) = field else {
+            return Vec::new();
+        };
         if protos.is_empty() || protos.iter().any(|p| *p != proto::TCP && *p != proto::UDP) {
             self.err(file, field.span(), format!("{name} applies only to tcp and udp: give the rule proto = \"tcp\" or \"udp\" (pf: port only applies to tcp/udp)"));
             return Vec::new();
@@ -788,11 +1175,15 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for (ispan, p) in field.get_ref().items(field.span()) {
             let parsed = match p {
-                raw::Port::Number(n) => port_number(&n.to_string()).map(|n| PortRange { lo: n, hi: n }),
+                raw::Port::Number(n) => {
+                    port_number(&n.to_string()).map(|n| PortRange { lo: n, hi: n })
+                }
                 raw::Port::Text(t) => match t.split_once(':') {
                     Some((lo, hi)) => match (port_number(lo.trim()), port_number(hi.trim())) {
                         (Ok(lo), Ok(hi)) if lo <= hi => Ok(PortRange { lo, hi }),
-                        (Ok(lo), Ok(hi)) => Err(format!("port range {lo}:{hi} is out of order: write lo:hi, inclusive")),
+                        (Ok(lo), Ok(hi)) => Err(format!(
+                            "port range {lo}:{hi} is out of order: write lo:hi, inclusive"
+                        )),
                         (Err(e), _) | (_, Err(e)) => Err(e),
                     },
                     None => port_number(t.trim()).map(|n| PortRange { lo: n, hi: n }),
@@ -817,7 +1208,9 @@ fn port_number(s: &str) -> Result<u16, String> {
     match s.parse::<i64>() {
         Ok(n) if (0..=65535).contains(&n) => Ok(n as u16),
         Ok(n) => Err(format!("port {n} is out of range (0-65535)")),
-        Err(_) => Err(format!("invalid port `{s}`, expected a number 0-65535 or a range lo:hi")),
+        Err(_) => Err(format!(
+            "invalid port `{s}`, expected a number 0-65535 or a range lo:hi"
+        )),
     }
 }
 
@@ -851,7 +1244,9 @@ fn parse_prefix(s: &str) -> Result<(IpNet, bool), String> {
     if s.contains('/') {
         match IpNet::from_str(s) {
             Ok(n) => Ok((n.trunc(), n.addr() != n.network())),
-            Err(_) => Err(format!("invalid CIDR `{s}`, expected e.g. 192.0.2.0/24 or 2001:db8::/32")),
+            Err(_) => Err(format!(
+                "invalid CIDR `{s}`, expected e.g. 192.0.2.0/24 or 2001:db8::/32"
+            )),
         }
     } else {
         match IpAddr::from_str(s) {
@@ -869,14 +1264,20 @@ fn parse_flags(s: &str) -> Result<Option<TcpFlagsMatch>, String> {
         return Ok(None);
     }
     let Some((set, mask)) = s.split_once('/') else {
-        return Err(format!("invalid flags `{s}`, expected set/mask such as S/SA, or \"any\""));
+        return Err(format!(
+            "invalid flags `{s}`, expected set/mask such as S/SA, or \"any\""
+        ));
     };
     let bits = |part: &str| -> Result<u8, String> {
         let mut b = 0u8;
         for c in part.chars() {
             match tcp_flags::LETTERS.iter().find(|(l, _)| *l == c) {
                 Some((_, bit)) => b |= bit,
-                None => return Err(format!("unknown TCP flag `{c}` in `{s}`; flags are F S R P A U E W")),
+                None => {
+                    return Err(format!(
+                        "unknown TCP flag `{c}` in `{s}`; flags are F S R P A U E W"
+                    ))
+                }
             }
         }
         Ok(b)
@@ -884,15 +1285,20 @@ fn parse_flags(s: &str) -> Result<Option<TcpFlagsMatch>, String> {
     let set = bits(set)?;
     let mask = bits(mask)?;
     if mask == 0 {
-        return Err(format!("flags `{s}` have an empty mask; write e.g. S/SA, or \"any\""));
+        return Err(format!(
+            "flags `{s}` have an empty mask; write e.g. S/SA, or \"any\""
+        ));
     }
     if set & !mask != 0 {
-        return Err(format!("flags `{s}` can never match: every flag that must be set must also be in the mask"));
+        return Err(format!(
+            "flags `{s}` can never match: every flag that must be set must also be in the mask"
+        ));
     }
     Ok(Some(TcpFlagsMatch { set, mask }))
 }
 
-const OTHER_PROTOCOL_NAMES: &str = "ipv6-icmp, ipv6, gre, esp, ah, ospf, pim, carp, vrrp, sctp, pfsync";
+const OTHER_PROTOCOL_NAMES: &str =
+    "ipv6-icmp, ipv6, gre, esp, ah, ospf, pim, carp, vrrp, sctp, pfsync";
 
 fn protocol_by_name(name: &str) -> Option<u8> {
     Some(match name {
@@ -917,11 +1323,15 @@ fn valid_name(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
         && s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 fn valid_table_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_TABLE_NAME && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    !s.is_empty()
+        && s.len() <= MAX_TABLE_NAME
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 fn is_link_local(a: &IpAddr) -> bool {

@@ -72,7 +72,10 @@ fn display_is_file_line_col_message() {
 #[test]
 fn toml_syntax_error() {
     let e = errors("[appliance]\nname = \"fw\n");
-    assert_eq!(e, ["2:11: TOML syntax: invalid basic string, expected `\"`"]);
+    assert_eq!(
+        e,
+        ["2:11: TOML syntax: invalid basic string, expected `\"`"]
+    );
     // Several syntax errors are all reported.
     let e = errors("[appliance\nname = 3 4\n[[rule]]\naction = pass\n");
     assert!(e.len() >= 2, "{e:?}");
@@ -91,14 +94,20 @@ fn unknown_key_in_section() {
 fn unknown_key_in_rule_suggests_the_right_one() {
     let e = errors_after_base("\n[[rule]]\naction = \"pass\"\nproto = \"tcp\"\nto_prot = 22\n");
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("5:1: unknown key `to_prot` (did you mean `to_port`?), expected one of"), "{e:?}");
+    assert!(
+        e[0].starts_with("5:1: unknown key `to_prot` (did you mean `to_port`?), expected one of"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn unknown_dotted_timeout() {
     let e = errors("[timeouts]\ntcp.first = 30\ntcp.fist = 20\n");
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("3:5: unknown key `fist` (did you mean `first`?)"), "{e:?}");
+    assert!(
+        e[0].starts_with("3:5: unknown key `fist` (did you mean `first`?)"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -131,7 +140,10 @@ fn missing_required_key() {
     let e = errors_after_base("\n[[rule]]\nquick = true\n");
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].contains("missing field `action`"), "{e:?}");
-    assert!(e[0].starts_with("2:1:") || e[0].starts_with("3:1:"), "{e:?}");
+    assert!(
+        e[0].starts_with("2:1:") || e[0].starts_with("3:1:"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -194,7 +206,10 @@ a = ["192.0.2.0/24"]
 #[test]
 fn duplicate_interface_address() {
     let e = errors(&format!("{BASE}\n[[interface]]\nname = \"dmz\"\ndevice = \"net_null2\"\naddresses = [\"192.0.2.1/25\"]\n"));
-    assert_eq!(e, ["15:14: address 192.0.2.1 is already assigned at fw.toml:5:14"]);
+    assert_eq!(
+        e,
+        ["15:14: address 192.0.2.1 is already assigned at fw.toml:5:14"]
+    );
 }
 
 #[test]
@@ -281,7 +296,10 @@ gateway = "192.0.2.254"
 #[test]
 fn interface_address_needs_prefix() {
     let e = errors("[[interface]]\nname = \"lan\"\ndevice = \"x\"\naddresses = [\"192.0.2.1\"]\n");
-    assert_eq!(e, ["4:14: interface address `192.0.2.1` needs its prefix length, e.g. `192.0.2.1/24`"]);
+    assert_eq!(
+        e,
+        ["4:14: interface address `192.0.2.1` needs its prefix length, e.g. `192.0.2.1/24`"]
+    );
 }
 
 #[test]
@@ -351,7 +369,10 @@ fn state_and_return_only_where_they_apply() {
     let e = errors_after_base("\n[[rule]]\naction = \"block\"\nkeep_state = true\n\n[[rule]]\naction = \"pass\"\nreturn = true\n");
     assert_eq!(
         e,
-        ["4:14: keep_state applies only to pass rules", "8:10: return applies only to block rules"]
+        [
+            "4:14: keep_state applies only to pass rules",
+            "8:10: return applies only to block rules"
+        ]
     );
 }
 
@@ -382,10 +403,14 @@ fn every_error_is_reported_not_just_the_first() {
 
 #[test]
 fn negated_list_items_warn() {
-    let text = format!("{BASE}\n[[rule]]\naction = \"pass\"\nfrom = [\"192.0.2.0/24\", \"!192.0.2.7\"]\n");
+    let text =
+        format!("{BASE}\n[[rule]]\naction = \"pass\"\nfrom = [\"192.0.2.0/24\", \"!192.0.2.7\"]\n");
     let w = warnings(&text);
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].starts_with("14:8: in a `from` list each item matches on its own"), "{w:?}");
+    assert!(
+        w[0].starts_with("14:8: in a `from` list each item matches on its own"),
+        "{w:?}"
+    );
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -398,8 +423,16 @@ fn temp_dir(name: &str) -> PathBuf {
 #[test]
 fn policy_file_errors_name_the_policy_file() {
     let dir = temp_dir("policy");
-    std::fs::write(dir.join("fw.toml"), format!("policy_file = \"policy.toml\"\n{BASE}")).unwrap();
-    std::fs::write(dir.join("policy.toml"), "[[rule]]\naction = \"pass\"\non = \"dmz\"\n\n[[interface]]\nname = \"x\"\n").unwrap();
+    std::fs::write(
+        dir.join("fw.toml"),
+        format!("policy_file = \"policy.toml\"\n{BASE}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[rule]]\naction = \"pass\"\non = \"dmz\"\n\n[[interface]]\nname = \"x\"\n",
+    )
+    .unwrap();
     let d = load(&dir.join("fw.toml")).unwrap_err();
     let shown: Vec<String> = d.iter().map(|d| d.to_string()).collect();
     let p = dir.join("policy.toml").display().to_string();
@@ -416,32 +449,60 @@ fn policy_file_errors_name_the_policy_file() {
 #[test]
 fn policy_file_missing_and_rules_in_both_files() {
     let dir = temp_dir("policy2");
-    std::fs::write(dir.join("fw.toml"), format!("policy_file = \"nope.toml\"\n{BASE}")).unwrap();
+    std::fs::write(
+        dir.join("fw.toml"),
+        format!("policy_file = \"nope.toml\"\n{BASE}"),
+    )
+    .unwrap();
     let d = load(&dir.join("fw.toml")).unwrap_err();
     assert_eq!(d.len(), 1);
     assert_eq!((d[0].line, d[0].column), (1, 15));
-    assert!(d[0].message.starts_with("cannot read policy_file"), "{:?}", d[0]);
+    assert!(
+        d[0].message.starts_with("cannot read policy_file"),
+        "{:?}",
+        d[0]
+    );
 
-    std::fs::write(dir.join("fw.toml"), format!("policy_file = \"p.toml\"\n{BASE}\n[[rule]]\naction = \"pass\"\n")).unwrap();
+    std::fs::write(
+        dir.join("fw.toml"),
+        format!("policy_file = \"p.toml\"\n{BASE}\n[[rule]]\naction = \"pass\"\n"),
+    )
+    .unwrap();
     std::fs::write(dir.join("p.toml"), "[[rule]]\naction = \"block\"\n").unwrap();
     let d = load(&dir.join("fw.toml")).unwrap_err();
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].file, dir.join("p.toml"));
     assert_eq!((d[0].line, d[0].column), (1, 3));
-    assert!(d[0].message.starts_with("rules are already defined at"), "{:?}", d[0]);
+    assert!(
+        d[0].message.starts_with("rules are already defined at"),
+        "{:?}",
+        d[0]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn table_file_entries_have_their_own_lines() {
     let dir = temp_dir("tablefile");
-    std::fs::write(dir.join("fw.toml"), format!("{BASE}\n[tables]\nbogons = {{ file = \"bogons.txt\" }}\n")).unwrap();
-    std::fs::write(dir.join("bogons.txt"), "# bogons\n10.0.0.0/8\n\n  172.16.0.0/12  # rfc1918\nnot-an-address\n").unwrap();
+    std::fs::write(
+        dir.join("fw.toml"),
+        format!("{BASE}\n[tables]\nbogons = {{ file = \"bogons.txt\" }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("bogons.txt"),
+        "# bogons\n10.0.0.0/8\n\n  172.16.0.0/12  # rfc1918\nnot-an-address\n",
+    )
+    .unwrap();
     let d = load(&dir.join("fw.toml")).unwrap_err();
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].file, dir.join("bogons.txt"));
     assert_eq!((d[0].line, d[0].column), (5, 1));
-    std::fs::write(dir.join("bogons.txt"), "10.0.0.0/8\n  172.16.0.0/12  # rfc1918\n!172.16.5.0/24\n").unwrap();
+    std::fs::write(
+        dir.join("bogons.txt"),
+        "10.0.0.0/8\n  172.16.0.0/12  # rfc1918\n!172.16.5.0/24\n",
+    )
+    .unwrap();
     let cfg = load(&dir.join("fw.toml")).unwrap().config;
     assert_eq!(cfg.tables[0].entries.len(), 3);
     assert!(cfg.tables[0].entries[2].negated);

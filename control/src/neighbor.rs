@@ -29,7 +29,13 @@ impl NeighborResolver {
     }
 
     /// A worker needs `ip` on `iface`: the solicitation to send now, if one is due.
-    pub fn resolve(&mut self, ifaces: &InterfaceTable, iface: u16, ip: IpAddr, now_ms: u64) -> Option<Vec<u8>> {
+    pub fn resolve(
+        &mut self,
+        ifaces: &InterfaceTable,
+        iface: u16,
+        ip: IpAddr,
+        now_ms: u64,
+    ) -> Option<Vec<u8>> {
         if self.queue.request(iface, ip, now_ms) {
             solicitation(ifaces, iface, ip)
         } else {
@@ -39,7 +45,14 @@ impl NeighborResolver {
 
     /// A worker heard `ip` at `mac` on `iface`: publish it (unless nothing changed and the
     /// entry is fresh) and stop asking for it.
-    pub fn learned(&mut self, table: &Published<NeighborTable>, iface: u16, ip: IpAddr, mac: MacAddr, now_ms: u64) {
+    pub fn learned(
+        &mut self,
+        table: &Published<NeighborTable>,
+        iface: u16,
+        ip: IpAddr,
+        mac: MacAddr,
+        now_ms: u64,
+    ) {
         self.queue.resolved(iface, ip);
         let current = table.load();
         if let Some(n) = current.get(iface, ip) {
@@ -51,7 +64,12 @@ impl NeighborResolver {
     }
 
     /// Retries that are due, and expiry of neighbours not heard for a long time.
-    pub fn tick(&mut self, ifaces: &InterfaceTable, table: &Published<NeighborTable>, now_ms: u64) -> Vec<(u16, Vec<u8>)> {
+    pub fn tick(
+        &mut self,
+        ifaces: &InterfaceTable,
+        table: &Published<NeighborTable>,
+        now_ms: u64,
+    ) -> Vec<(u16, Vec<u8>)> {
         if let Some(t) = table.load().expire_learned(now_ms, LEARNED_MAX_AGE_MS) {
             table.publish(t);
         }
@@ -67,7 +85,9 @@ impl NeighborResolver {
 fn is_stale(n: &rampart_dataplane::neighbor::Neighbor, now_ms: u64) -> bool {
     match n.kind {
         rampart_dataplane::neighbor::NeighborKind::Static => false,
-        rampart_dataplane::neighbor::NeighborKind::Learned { updated_ms } => now_ms.saturating_sub(updated_ms) > 60_000,
+        rampart_dataplane::neighbor::NeighborKind::Learned { updated_ms } => {
+            now_ms.saturating_sub(updated_ms) > 60_000
+        }
     }
 }
 
@@ -76,7 +96,9 @@ pub fn solicitation(ifaces: &InterfaceTable, iface: u16, ip: IpAddr) -> Option<V
     let mac = ifaces.mac(iface);
     match ip {
         IpAddr::V4(target) => {
-            let IpAddr::V4(src) = ifaces.source_for(iface, ip)? else { return None };
+            let IpAddr::V4(src) = ifaces.source_for(iface, ip)? else {
+                return None;
+            };
             Some(ArpFrame::request(mac, src, target).to_bytes())
         }
         IpAddr::V6(target) => {

@@ -6,8 +6,8 @@
 //!   longest-prefix routes, the ARP/ND cache, CARP virtual IPs and their ownership.
 
 pub mod filter;
-pub mod io;
 pub mod iface;
+pub mod io;
 pub mod neighbor;
 pub mod route;
 pub mod shared;

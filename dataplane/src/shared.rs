@@ -19,7 +19,10 @@ pub struct Published<T> {
 
 impl<T> Published<T> {
     pub fn new(value: T) -> Self {
-        Published { current: ArcSwap::from_pointee(value), generation: AtomicU64::new(0) }
+        Published {
+            current: ArcSwap::from_pointee(value),
+            generation: AtomicU64::new(0),
+        }
     }
 
     /// Publishes a new version; readers pick it up at their next burst.
@@ -55,7 +58,11 @@ impl<T> Snapshot<T> {
     pub fn new(source: Arc<Published<T>>) -> Self {
         let generation = source.generation();
         let value = source.load();
-        Snapshot { source, value, generation }
+        Snapshot {
+            source,
+            value,
+            generation,
+        }
     }
 
     /// Picks up a newer version if one was published. Call once per burst.

@@ -432,7 +432,10 @@ fn parse_endpoint(s: &str) -> (IpAddr, u16) {
     if let Ok(sa) = SocketAddr::from_str(s) {
         return (sa.ip(), sa.port());
     }
-    (IpAddr::from_str(s).unwrap_or_else(|_| panic!("bad endpoint {s}")), 0)
+    (
+        IpAddr::from_str(s).unwrap_or_else(|_| panic!("bad endpoint {s}")),
+        0,
+    )
 }
 
 fn parse_packet(config: &rampart_conf::Config, text: &str) -> PacketMeta {
@@ -455,10 +458,23 @@ fn parse_packet(config: &rampart_conf::Config, text: &str) -> PacketMeta {
     let mut flags = 0;
     if let Some(f) = w.get(5) {
         for c in f.chars() {
-            flags |= tcp_flags::LETTERS.iter().find(|(l, _)| *l == c).expect("flag").1;
+            flags |= tcp_flags::LETTERS
+                .iter()
+                .find(|(l, _)| *l == c)
+                .expect("flag")
+                .1;
         }
     }
-    PacketMeta { iface, dir, src, dst, proto: protocol, sport, dport, tcp_flags: flags }
+    PacketMeta {
+        iface,
+        dir,
+        src,
+        dst,
+        proto: protocol,
+        sport,
+        dport,
+        tcp_flags: flags,
+    }
 }
 
 #[test]
@@ -475,15 +491,31 @@ fn pf_semantics_table() {
         let pkt = parse_packet(&config, case.packet);
         let trace = policy.trace(&pkt);
         let v = trace.verdict;
-        assert_eq!(policy.evaluate(&pkt), v, "case {n}: evaluate and trace disagree");
+        assert_eq!(
+            policy.evaluate(&pkt),
+            v,
+            "case {n}: evaluate and trace disagree"
+        );
 
         let mut words = case.want.split_whitespace();
         let (action, rule) = words.next().unwrap().split_once('@').unwrap();
-        let want_action = if action == "pass" { Action::Pass } else { Action::Block };
-        let want_rule = if rule == "default" { None } else { Some(rule.parse::<u32>().unwrap() - 1) };
+        let want_action = if action == "pass" {
+            Action::Pass
+        } else {
+            Action::Block
+        };
+        let want_rule = if rule == "default" {
+            None
+        } else {
+            Some(rule.parse::<u32>().unwrap() - 1)
+        };
         let mut problems = Vec::new();
         if v.action != want_action || v.rule != want_rule {
-            problems.push(format!("got {}@{:?}", v.action.as_str(), v.rule.map(|r| r + 1)));
+            problems.push(format!(
+                "got {}@{:?}",
+                v.action.as_str(),
+                v.rule.map(|r| r + 1)
+            ));
         }
         let mut want_quick = false;
         for word in words {
@@ -494,7 +526,11 @@ fn pf_semantics_table() {
                 "return" if !v.return_ => problems.push("want return".into()),
                 "log" if !v.log => problems.push("want log".into()),
                 m if m.starts_with("matched=") => {
-                    let want: Vec<u32> = m[8..].split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+                    let want: Vec<u32> = m[8..]
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.parse().unwrap())
+                        .collect();
                     let got: Vec<u32> = trace.matched.iter().map(|r| r + 1).collect();
                     if got != want {
                         problems.push(format!("matched {got:?}, want {want:?}"));
@@ -510,8 +546,20 @@ fn pf_semantics_table() {
             problems.push("unexpected return".into());
         }
         if !problems.is_empty() {
-            failures.push(format!("case {n}: {}\n    packet {} want {}: {}", case.pf, case.packet, case.want, problems.join("; ")));
+            failures.push(format!(
+                "case {n}: {}\n    packet {} want {}: {}",
+                case.pf,
+                case.packet,
+                case.want,
+                problems.join("; ")
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} pf cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} pf cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }

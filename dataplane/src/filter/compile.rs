@@ -613,7 +613,9 @@ pub(super) fn build(config: &Config) -> CompiledPolicy {
             quick: rule.quick,
             keep_state: rule.action == Action::Pass && rule.keep_state,
             log: rule.log,
-            return_: rule.action == Action::Block && (rule.return_ || block_return),
+            // `rule.return_` is already resolved against the block policy by the loader
+            // (an explicit `return = false` is pf's `block drop`).
+            return_: rule.action == Action::Block && rule.return_,
         })
         .collect();
     let default = Verdict {

@@ -212,7 +212,7 @@ fn ref_trace(cfg: &Config, p: &PacketMeta) -> Trace {
                 quick: r.quick,
                 keep_state: r.action == Action::Pass && r.keep_state,
                 log: r.log,
-                return_: r.action == Action::Block && (r.return_ || block_return),
+                return_: r.action == Action::Block && r.return_,
             }
         }
         None => Verdict {
@@ -1069,7 +1069,11 @@ fn verdict_fields() {
             return_: false
         }
     );
+    // The rule's own `return_` (resolved by the loader against block-policy) decides; the
+    // policy only decides for the default.
     cfg.policy.block_policy = BlockPolicy::Return;
+    assert!(!verdict_of(&cfg, &pk).return_, "block drop stays drop");
+    cfg.rules[0].return_ = true;
     assert!(verdict_of(&cfg, &pk).return_);
     let pk = pkt("192.0.2.1", "10.2.3.4", proto::TCP);
     assert_eq!(

@@ -51,7 +51,10 @@ impl MemPort {
 
     /// Queues a received frame, copying it into a pooled buffer.
     pub fn inject(&mut self, frame: &[u8]) {
-        let mut buf = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY));
+        let mut buf = self
+            .pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY));
         buf.clear();
         buf.extend_from_slice(frame);
         self.rx.push_back(buf);
@@ -80,13 +83,18 @@ impl Port for MemPort {
 
     #[inline]
     fn tx_burst(&mut self, bufs: &mut Vec<Vec<u8>>) -> usize {
-        let n = self.tx_ring_room.map_or(bufs.len(), |room| room.min(bufs.len()));
+        let n = self
+            .tx_ring_room
+            .map_or(bufs.len(), |room| room.min(bufs.len()));
         self.tx.extend(bufs.drain(..n));
         n
     }
 
     fn alloc(&mut self) -> Option<Vec<u8>> {
-        let mut buf = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY));
+        let mut buf = self
+            .pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY));
         buf.clear();
         Some(buf)
     }

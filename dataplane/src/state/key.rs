@@ -9,11 +9,27 @@ use std::net::IpAddr;
 /// Laid out as five `u64` words so hashing and comparison are a handful of instructions.
 /// IPv4 addresses occupy the low 32 bits of the first word of their slot. For ICMP query
 /// states both ports hold the ICMP identifier.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Eq, Default)]
 #[repr(C)]
 pub struct StateKey {
     /// addr[0] (two words), addr[1] (two words), then port0 | port1 << 16 | proto << 32 | af << 40.
     words: [u64; 5],
+}
+
+impl PartialEq for StateKey {
+    /// Five word compares, no call to `memcmp`: this runs on every lookup.
+    #[inline]
+    fn eq(&self, other: &StateKey) -> bool {
+        let (a, b) = (&self.words, &other.words);
+        ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0
+    }
+}
+
+impl std::hash::Hash for StateKey {
+    /// Consistent with `eq`: the same five words.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.words.hash(state);
+    }
 }
 
 impl std::fmt::Debug for StateKey {
@@ -41,10 +57,19 @@ impl StateKey {
         let s = addr_words(src);
         let d = addr_words(dst);
         let src_first = (s, sport) <= (d, dport);
-        let (a, ap, b, bp) = if src_first { (s, sport, d, dport) } else { (d, dport, s, sport) };
+        let (a, ap, b, bp) = if src_first {
+            (s, sport, d, dport)
+        } else {
+            (d, dport, s, sport)
+        };
         let af: u64 = if src.is_ipv4() { 4 } else { 6 };
         let tail = ap as u64 | (bp as u64) << 16 | (proto as u64) << 32 | af << 40;
-        (StateKey { words: [a[0], a[1], b[0], b[1], tail] }, src_first)
+        (
+            StateKey {
+                words: [a[0], a[1], b[0], b[1], tail],
+            },
+            src_first,
+        )
     }
 
     pub fn proto(&self) -> u8 {
@@ -102,8 +127,14 @@ mod tests {
     fn ports_and_protocols_distinguish_keys() {
         let c: IpAddr = "2001:db8::1".parse().unwrap();
         let s: IpAddr = "2001:db8::2".parse().unwrap();
-        assert_ne!(StateKey::new(6, c, 1, s, 2).0, StateKey::new(17, c, 1, s, 2).0);
-        assert_ne!(StateKey::new(6, c, 1, s, 2).0, StateKey::new(6, c, 1, s, 3).0);
+        assert_ne!(
+            StateKey::new(6, c, 1, s, 2).0,
+            StateKey::new(17, c, 1, s, 2).0
+        );
+        assert_ne!(
+            StateKey::new(6, c, 1, s, 2).0,
+            StateKey::new(6, c, 1, s, 3).0
+        );
         // Same address, ports decide the order.
         let (k1, f1) = StateKey::new(17, c, 9, c, 5);
         let (k2, f2) = StateKey::new(17, c, 5, c, 9);

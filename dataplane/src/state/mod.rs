@@ -149,55 +149,68 @@ impl TimeoutTable {
     }
 }
 
-/// The state of one connection.
+/// The state of one connection: 128 bytes, two cache lines.
 ///
-/// Kept small (the table's cost is dominated by memory): see `docs/performance.md` for the
-/// bytes per state including the index.
+/// The first line holds what every packet reads (the key, to confirm the lookup, and both
+/// peers' TCP windows); the second what every packet writes (expiry, counters) and the
+/// state's identity. See `docs/performance.md` for the bytes per state with the index.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
 pub struct State {
     pub key: StateKey,
-    /// pfsync's 64-bit state id.
-    pub id: u64,
-    pub created_ms: u64,
-    /// Last activity that refreshed the expiry (pf's `expire`).
+    /// Tracking of the initiator ([0], pf's `src`) and of the responder ([1], pf's `dst`).
+    pub peers: [Peer; 2],
+    /// Last activity that refreshed the expiry (pf's `expire`), in ms.
     pub last_ms: u64,
     /// Packets and bytes from the initiator ([0]) and from the responder ([1]).
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
-    /// Tracking of the initiator ([0], pf's `src`) and of the responder ([1], pf's `dst`).
-    pub peers: [Peer; 2],
+    /// pfsync's 64-bit state id.
+    pub id: u64,
+    /// Creation time, in seconds of the same clock.
+    pub created_s: u32,
     /// pfsync's creator id: the host id of the node that created the state.
     pub creator: u32,
     /// The rule that created the state (0-based), or `u32::MAX` for none (synced states).
     pub rule: u32,
-    /// The interface the state was created on.
-    pub iface: u16,
+    /// The interface the state was created on (an appliance has at most 255).
+    pub iface: u8,
     pub timeout: Timeout,
-    /// Which endpoint of the key initiated the connection (0 or 1).
-    pub initiator: u8,
     /// `COVER_IN` / `COVER_OUT`.
     pub covers: u8,
-    /// The direction of the creating pass (pf's `st->direction`): 0 = in, 1 = out.
-    pub direction: u8,
-    /// `STATE_LOG`, ….
+    /// `STATE_LOG`, `STATE_INITIATOR_IS_1`, `STATE_OUTBOUND`.
     pub flags: u8,
 }
 
 /// Log every packet of the state (the creating rule said `log`).
 pub const STATE_LOG: u8 = 1;
+/// Key endpoint 1 (not 0) initiated the connection.
+pub const STATE_INITIATOR_IS_1: u8 = 2;
+/// The state was created by an outbound pass (pf's `st->direction == PF_OUT`).
+pub const STATE_OUTBOUND: u8 = 4;
 
 impl State {
+    /// Which endpoint of the key initiated the connection (0 or 1).
+    #[inline]
+    pub fn initiator(&self) -> u8 {
+        u8::from(self.flags & STATE_INITIATOR_IS_1 != 0)
+    }
+
     /// Index into `peers` of the sender of a packet whose source is key endpoint 0 iff
     /// `src_is_first`: 0 when the initiator sent it.
     #[inline]
     pub fn sender(&self, src_is_first: bool) -> usize {
-        usize::from((src_is_first as u8) != (self.initiator == 0) as u8)
+        usize::from(src_is_first != (self.initiator() == 0))
     }
 
     /// Whether the state covers a packet at a filter point (see the module docs).
     #[inline]
     pub fn covers(&self, from_initiator: bool, inbound: bool) -> bool {
-        let bit = if from_initiator == inbound { COVER_IN } else { COVER_OUT };
+        let bit = if from_initiator == inbound {
+            COVER_IN
+        } else {
+            COVER_OUT
+        };
         self.covers & bit != 0
     }
 
@@ -212,12 +225,18 @@ impl State {
     }
 
     /// pf's `SRC_STATE:DST_STATE` as `pfctl -ss` prints it.
-    pub fn state_names(&self) -> (String, String) {
-        let name = |p: &Peer| -> String {
+    pub fn state_names(&self) -> (&'static str, &'static str) {
+        let name = |p: &Peer| -> &'static str {
             if self.key.proto() == rampart_conf::proto::TCP {
-                tcp::tcps::NAMES.get(p.state as usize).copied().unwrap_or("?").to_string()
+                tcp::tcps::NAMES
+                    .get(p.state as usize)
+                    .copied()
+                    .unwrap_or("?")
             } else {
-                tcp::single::NAMES.get(p.state as usize).copied().unwrap_or("?").to_string()
+                tcp::single::NAMES
+                    .get(p.state as usize)
+                    .copied()
+                    .unwrap_or("?")
             }
         };
         (name(&self.peers[0]), name(&self.peers[1]))
@@ -230,9 +249,11 @@ mod tests {
 
     #[test]
     fn adaptive_timeouts_scale_linearly_then_expire_at_once() {
-        let mut t = Timeouts::default();
-        t.adaptive_start = Some(6000);
-        t.adaptive_end = Some(12000);
+        let t = Timeouts {
+            adaptive_start: Some(6000),
+            adaptive_end: Some(12000),
+            ..Default::default()
+        };
         let tt = TimeoutTable::new(&t, 10_000);
         assert_eq!(tt.timeout_ms(Timeout::TcpEstablished, 100), 86_400_000);
         assert_eq!(tt.timeout_ms(Timeout::TcpEstablished, 6000), 86_400_000);
@@ -246,21 +267,20 @@ mod tests {
 
     #[test]
     fn coverage_follows_pf_in_and_out_states() {
+        assert_eq!(std::mem::size_of::<State>(), 128, "two cache lines");
         let mut s = State {
             key: StateKey::default(),
-            id: 1,
-            created_ms: 0,
+            peers: [Peer::default(); 2],
             last_ms: 0,
             packets: [0; 2],
             bytes: [0; 2],
-            peers: [Peer::default(); 2],
+            id: 1,
+            created_s: 0,
             creator: 1,
             rule: 0,
             iface: 0,
             timeout: Timeout::TcpFirst,
-            initiator: 0,
             covers: COVER_IN,
-            direction: 0,
             flags: 0,
         };
         // pf's inbound state: the initiator's packets in, replies out.
@@ -272,7 +292,7 @@ mod tests {
         assert!(s.covers(true, false) && s.covers(false, true));
         assert_eq!(s.sender(true), 0);
         assert_eq!(s.sender(false), 1);
-        s.initiator = 1;
+        s.flags |= STATE_INITIATOR_IS_1;
         assert_eq!(s.sender(false), 0);
     }
 }

@@ -2,12 +2,18 @@
 //!
 //! `shard = hash & (shards − 1)`; each shard is a `parking_lot` mutex around an
 //! open-addressing index (linear probing, 8-byte slots holding a 32-bit hash tag and a
-//! 32-bit slab index, at most half full) and a slab of [`State`]s. The hash is computed
-//! once per packet (ahash over the five key words) and picks the shard, the home slot and
-//! the tag, so a lookup touches one index cache line and then the state itself; workers
-//! [`prefetch`](StateTable::prefetch) the index line for a whole burst before processing it.
-//! Deletion uses backward shifting, so there are no tombstones and lookups never slow down
-//! with churn. The slab keeps states at stable indices and reuses freed entries.
+//! 32-bit slab index) and a slab of 128-byte [`State`]s. The hash is computed once per
+//! packet (ahash over the five key words) and picks the shard, the home slot and the tag.
+//!
+//! A lookup in a table of millions of states is two cache misses: the index slot and the
+//! state. Workers hide them across a burst: [`prefetch_index`](StateTable::prefetch_index)
+//! for all 32 packets, then [`prefetch_state`](StateTable::prefetch_state) (which reads the
+//! home slot without the lock and prefetches the state it names), then the real, locked
+//! lookups. That is why the index is sized once, from the limit, and never moves: a slot
+//! may be read without the lock at any time. Its memory is allocated zeroed (lazily by the
+//! OS), so a large limit costs address space, not RAM, until states arrive. Deletion uses
+//! backward shifting, so there are no tombstones and lookups never slow down with churn.
+//! The slab keeps states at stable indices and reuses freed entries.
 //!
 //! Expiry never walks the table on a worker: a worker only checks the one state it found
 //! (an expired state is removed and the packet treated as new), and the control core
@@ -23,11 +29,13 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::{State, StateKey, Timeout, TimeoutTable};
 
-/// An empty index slot.
-const EMPTY: u64 = u64::MAX;
-/// The index is grown when more than half full.
-const MAX_LOAD_NUM: usize = 1;
-const MAX_LOAD_DEN: usize = 2;
+/// An empty index slot (the index is allocated zeroed).
+const EMPTY: u64 = 0;
+/// Each shard's index is sized so that its share of the limit fills at most this fraction
+/// (numerator / denominator) of its slots; a shard fuller than its index allows refuses new
+/// states (counted as "memory"), which a random hash makes practically impossible.
+const MAX_LOAD_NUM: usize = 3;
+const MAX_LOAD_DEN: usize = 4;
 
 /// How to size and run a state table.
 #[derive(Clone, Debug)]
@@ -62,8 +70,12 @@ pub struct StateTableStats {
 }
 
 struct Shard {
-    slots: Vec<u64>,
+    /// The index: `(tag << 32) | (slab index + 1)`, 0 when empty. Written only under the
+    /// lock; read without it only by prefetching.
+    slots: Box<[AtomicU64]>,
     mask: usize,
+    /// Most states this shard may hold (its index's load limit).
+    max_states: usize,
     states: Vec<State>,
     /// Whether each slab entry holds a live state.
     live: Vec<bool>,
@@ -73,13 +85,20 @@ struct Shard {
     removals: u64,
 }
 
-/// The parts of a shard a prefetch may read without its lock: a prefetch of a stale
-/// address is harmless, so the index location is mirrored here in atomics.
+/// The parts of a shard a prefetch reads without its lock.
 struct ShardSlot {
     lock: Mutex<Shard>,
-    slots_ptr: AtomicPtr<u64>,
-    slots_mask: AtomicUsize,
+    /// The index never moves; the slab may (when it grows), so prefetches of states read
+    /// its current base here (a prefetch of a stale address is harmless).
+    slots_ptr: *const AtomicU64,
+    slots_mask: usize,
+    states_ptr: AtomicPtr<State>,
 }
+
+// SAFETY: `slots_ptr` points into the shard's boxed index, which lives (unmoved) as long as
+// the `ShardSlot`; it is only ever read through atomics.
+unsafe impl Send for ShardSlot {}
+unsafe impl Sync for ShardSlot {}
 
 /// The lock-sharded state table. Shared by all workers (`Arc<StateTable>`) and the control core.
 pub struct StateTable {
@@ -94,20 +113,70 @@ pub struct StateTable {
     timeouts: TimeoutTable,
 }
 
+/// Asks the CPU to bring a line into cache: a hint that never faults, whatever the address.
+#[inline(always)]
+fn prefetch(addr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint and never faults.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(addr as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 /// Tag and home slot from the hash's upper half (the lower bits pick the shard).
 #[inline]
 fn tag_of(hash: u64) -> u32 {
     (hash >> 32) as u32
 }
 
+/// Asks the kernel to back a large allocation with transparent huge pages: a state table of
+/// millions of entries is read at random, and 4 KiB pages would make nearly every lookup a
+/// TLB miss as well as a cache miss. Called once per allocation, never per packet.
+fn advise_huge_pages(ptr: *const u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    #[cfg(target_os = "linux")]
+    {
+        let start = (ptr as usize).next_multiple_of(HUGE);
+        let end = (ptr as usize + len) & !(HUGE - 1);
+        if end > start {
+            // SAFETY: the range lies inside an allocation we own; madvise only changes how
+            // the kernel backs it. Failure (THP disabled) is harmless and ignored.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len, HUGE);
+}
+
+/// A zeroed index of `len` slots, allocated lazily by the OS.
+fn zeroed_index(len: usize) -> Box<[AtomicU64]> {
+    let zeroed: Box<[u64]> = vec![0u64; len].into_boxed_slice();
+    advise_huge_pages(zeroed.as_ptr() as *const u8, len * 8);
+    // SAFETY: AtomicU64 has the same size, alignment and bit validity as u64.
+    unsafe { Box::from_raw(Box::into_raw(zeroed) as *mut [AtomicU64]) }
+}
+
 impl Shard {
-    fn with_capacity(states: usize) -> Shard {
-        let slots = (states * MAX_LOAD_DEN / MAX_LOAD_NUM).next_power_of_two().max(16);
+    fn new(max_states: usize) -> Shard {
+        let slots = (max_states * MAX_LOAD_DEN / MAX_LOAD_NUM + 1)
+            .next_power_of_two()
+            .max(16);
+        let states: Vec<State> = Vec::with_capacity(max_states.min(1 << 20));
+        advise_huge_pages(
+            states.as_ptr() as *const u8,
+            states.capacity() * std::mem::size_of::<State>(),
+        );
         Shard {
-            slots: vec![EMPTY; slots],
+            slots: zeroed_index(slots),
             mask: slots - 1,
-            states: Vec::with_capacity(states),
-            live: Vec::with_capacity(states),
+            max_states: slots * MAX_LOAD_NUM / MAX_LOAD_DEN,
+            // Reserved, not touched: the OS commits pages as states arrive.
+            states,
+            live: Vec::new(),
             free: Vec::new(),
             count: 0,
             inserts: 0,
@@ -121,16 +190,26 @@ impl Shard {
     }
 
     #[inline]
+    fn slot(&self, i: usize) -> u64 {
+        self.slots[i].load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn set_slot(&self, i: usize, v: u64) {
+        self.slots[i].store(v, Ordering::Relaxed);
+    }
+
+    #[inline]
     fn find(&self, key: &StateKey, hash: u64) -> Option<u32> {
         let tag = tag_of(hash);
         let mut i = self.home(tag);
         loop {
-            let slot = self.slots[i];
+            let slot = self.slot(i);
             if slot == EMPTY {
                 return None;
             }
             if (slot >> 32) as u32 == tag {
-                let idx = slot as u32;
+                let idx = (slot as u32).wrapping_sub(1);
                 if self.states[idx as usize].key == *key {
                     return Some(idx);
                 }
@@ -139,27 +218,17 @@ impl Shard {
         }
     }
 
-    fn place(&mut self, tag: u32, idx: u32) {
+    fn place(&self, tag: u32, idx: u32) {
         let mut i = self.home(tag);
-        while self.slots[i] != EMPTY {
+        while self.slot(i) != EMPTY {
             i = (i + 1) & self.mask;
         }
-        self.slots[i] = (tag as u64) << 32 | idx as u64;
+        self.set_slot(i, (tag as u64) << 32 | (idx as u64 + 1));
     }
 
-    fn grow(&mut self) {
-        let old = std::mem::take(&mut self.slots);
-        let len = old.len() * 2;
-        self.slots = vec![EMPTY; len];
-        self.mask = len - 1;
-        for slot in old.into_iter().filter(|s| *s != EMPTY) {
-            self.place((slot >> 32) as u32, slot as u32);
-        }
-    }
-
-    fn insert(&mut self, hash: u64, state: State) -> u32 {
-        if (self.count + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM {
-            self.grow();
+    fn insert(&mut self, hash: u64, state: State) -> Option<u32> {
+        if self.count >= self.max_states {
+            return None;
         }
         let idx = match self.free.pop() {
             Some(idx) => {
@@ -176,17 +245,21 @@ impl Shard {
         self.place(tag_of(hash), idx);
         self.count += 1;
         self.inserts += 1;
-        idx
+        Some(idx)
     }
 
     /// Removes slab entry `idx` whose key hashes to `hash` (backward-shift deletion).
     fn remove(&mut self, idx: u32, hash: u64) {
         let tag = tag_of(hash);
-        let want = (tag as u64) << 32 | idx as u64;
+        let want = (tag as u64) << 32 | (idx as u64 + 1);
         let mut i = self.home(tag);
-        while self.slots[i] != want {
-            debug_assert_ne!(self.slots[i], EMPTY, "removing a state that is not indexed");
-            if self.slots[i] == EMPTY {
+        loop {
+            let slot = self.slot(i);
+            if slot == want {
+                break;
+            }
+            debug_assert_ne!(slot, EMPTY, "removing a state that is not indexed");
+            if slot == EMPTY {
                 return;
             }
             i = (i + 1) & self.mask;
@@ -196,19 +269,23 @@ impl Shard {
         let mut j = i;
         loop {
             j = (j + 1) & self.mask;
-            let slot = self.slots[j];
+            let slot = self.slot(j);
             if slot == EMPTY {
                 break;
             }
             let home = self.home((slot >> 32) as u32);
             // Move `j` into the hole unless its home lies cyclically in (hole, j].
-            let in_between = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
+            let in_between = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
             if !in_between {
-                self.slots[hole] = slot;
+                self.set_slot(hole, slot);
                 hole = j;
             }
         }
-        self.slots[hole] = EMPTY;
+        self.set_slot(hole, EMPTY);
         self.live[idx as usize] = false;
         self.free.push(idx);
         self.count -= 1;
@@ -219,18 +296,20 @@ impl Shard {
 impl StateTable {
     pub fn new(config: StateTableConfig) -> StateTable {
         let shards = config.shards.max(1).next_power_of_two();
-        // Reserve room for each shard's share of the limit (plus slack for imbalance);
-        // memory is only touched as states arrive.
-        let per_shard = (config.limit / shards + config.limit / shards / 8 + 16).min(1 << 24);
+        // Each shard's share of the limit, with room for the imbalance of a random hash.
+        let share = config.limit.div_ceil(shards);
+        let per_shard = share + share / 4 + 64;
         let shards: Box<[CachePadded<ShardSlot>]> = (0..shards)
             .map(|_| {
-                let mut shard = Shard::with_capacity(per_shard);
-                let ptr = shard.slots.as_mut_ptr();
-                let mask = shard.mask;
+                let mut shard = Shard::new(per_shard);
+                let slots_ptr = shard.slots.as_ptr();
+                let slots_mask = shard.mask;
+                let states_ptr = AtomicPtr::new(shard.states.as_mut_ptr());
                 CachePadded::new(ShardSlot {
                     lock: Mutex::new(shard),
-                    slots_ptr: AtomicPtr::new(ptr),
-                    slots_mask: AtomicUsize::new(mask),
+                    slots_ptr,
+                    slots_mask,
+                    states_ptr,
                 })
             })
             .collect();
@@ -260,18 +339,29 @@ impl StateTable {
 
     /// Hints the CPU to fetch the index line a lookup of `hash` will read.
     #[inline]
-    pub fn prefetch(&self, hash: u64) {
+    pub fn prefetch_index(&self, hash: u64) {
         let s = self.shard_slot(hash);
-        let base = s.slots_ptr.load(Ordering::Relaxed);
-        let mask = s.slots_mask.load(Ordering::Relaxed);
-        let addr = base.wrapping_add(tag_of(hash) as usize & mask);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetching is a hint and never faults, whatever the address.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(addr as *const i8, std::arch::x86_64::_MM_HINT_T0);
+        prefetch(
+            s.slots_ptr
+                .wrapping_add(tag_of(hash) as usize & s.slots_mask) as *const u8,
+        );
+    }
+
+    /// Reads the home slot of `hash` without the lock and, if its tag matches, prefetches
+    /// the state it names (both cache lines). Call after [`prefetch_index`](Self::prefetch_index)
+    /// had time to land; a stale read only costs a useless prefetch.
+    #[inline]
+    pub fn prefetch_state(&self, hash: u64) {
+        let s = self.shard_slot(hash);
+        let home = tag_of(hash) as usize & s.slots_mask;
+        // SAFETY: `home` is within the index (masked), which never moves or shrinks.
+        let slot = unsafe { (*s.slots_ptr.add(home)).load(Ordering::Relaxed) };
+        if slot != EMPTY && (slot >> 32) as u32 == tag_of(hash) {
+            let idx = (slot as u32).wrapping_sub(1) as usize;
+            let state = s.states_ptr.load(Ordering::Relaxed).wrapping_add(idx) as *const u8;
+            prefetch(state);
+            prefetch(state.wrapping_add(64));
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = addr;
     }
 
     /// Locks the shard that holds `hash`'s key. A worker holds it while it filters one
@@ -279,7 +369,11 @@ impl StateTable {
     #[inline]
     pub fn lock(&self, hash: u64) -> ShardGuard<'_> {
         let slot = self.shard_slot(hash);
-        ShardGuard { guard: slot.lock.lock(), slot, table: self }
+        ShardGuard {
+            guard: slot.lock.lock(),
+            slot,
+            table: self,
+        }
     }
 
     /// States in the table now.
@@ -311,7 +405,10 @@ impl StateTable {
     }
 
     pub fn stats(&self) -> StateTableStats {
-        let mut s = StateTableStats { refused: self.refused.load(Ordering::Relaxed), ..Default::default() };
+        let mut s = StateTableStats {
+            refused: self.refused.load(Ordering::Relaxed),
+            ..Default::default()
+        };
         for shard in self.shards.iter() {
             let g = shard.lock.lock();
             s.current += g.count as u64;
@@ -327,10 +424,12 @@ impl StateTable {
             .iter()
             .map(|s| {
                 let g = s.lock.lock();
-                g.slots.capacity() * 8
-                    + g.states.capacity() * std::mem::size_of::<State>()
-                    + g.live.capacity()
-                    + g.free.capacity() * 4
+                // The index is counted whole (it is touched all over as states arrive);
+                // the slab by what is in use.
+                g.slots.len() * 8
+                    + g.states.len() * std::mem::size_of::<State>()
+                    + g.live.len()
+                    + g.free.len() * 4
             })
             .sum::<usize>()
             + self.shards.len() * std::mem::size_of::<CachePadded<ShardSlot>>()
@@ -351,7 +450,13 @@ impl StateTable {
     /// Visits up to `budget` slab entries from `cursor` on, removing the expired states
     /// (each passed to `on_expire` first). Returns the number removed. The control core
     /// calls this periodically so that every state is visited about once per `interval`.
-    pub fn sweep(&self, now_ms: u64, cursor: &mut SweepCursor, budget: usize, mut on_expire: impl FnMut(&State)) -> usize {
+    pub fn sweep(
+        &self,
+        now_ms: u64,
+        cursor: &mut SweepCursor,
+        budget: usize,
+        mut on_expire: impl FnMut(&State),
+    ) -> usize {
         let mut visited = 0;
         let mut removed = 0;
         let shards = self.shards.len();
@@ -367,7 +472,8 @@ impl StateTable {
                     continue;
                 }
                 let state = &g.states[idx];
-                let expires = state.last_ms + self.timeouts.timeout_ms(state.timeout, self.len() as u64);
+                let expires =
+                    state.last_ms + self.timeouts.timeout_ms(state.timeout, self.len() as u64);
                 if now_ms >= expires {
                     on_expire(state);
                     let hash = self.hash(&state.key);
@@ -392,7 +498,9 @@ impl StateTable {
             let mut g = slot.lock.lock();
             let c = g.count;
             g.removals += c as u64;
-            g.slots.fill(EMPTY);
+            for slot in g.slots.iter() {
+                slot.store(EMPTY, Ordering::Relaxed);
+            }
             g.states.clear();
             g.live.clear();
             g.free.clear();
@@ -460,12 +568,16 @@ impl ShardGuard<'_> {
             state.id = t.next_id();
             state.creator = t.creator;
         }
-        let before = self.guard.slots.len();
-        let idx = self.guard.insert(hash, state);
-        if self.guard.slots.len() != before {
-            // The index moved: keep prefetches pointed at it.
-            self.slot.slots_ptr.store(self.guard.slots.as_mut_ptr(), Ordering::Relaxed);
-            self.slot.slots_mask.store(self.guard.mask, Ordering::Relaxed);
+        let capacity = self.guard.states.capacity();
+        let Some(idx) = self.guard.insert(hash, state) else {
+            t.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(InsertError::Full);
+        };
+        if self.guard.states.capacity() != capacity {
+            // The slab moved: keep state prefetches pointed at it.
+            self.slot
+                .states_ptr
+                .store(self.guard.states.as_mut_ptr(), Ordering::Relaxed);
         }
         t.count.fetch_add(1, Ordering::Relaxed);
         Ok(idx)
@@ -479,7 +591,9 @@ impl ShardGuard<'_> {
 
     /// The timeout a state would get now (adaptive scaling included).
     pub fn timeout_ms(&self, class: Timeout) -> u64 {
-        self.table.timeouts.timeout_ms(class, self.table.len() as u64)
+        self.table
+            .timeouts
+            .timeout_ms(class, self.table.len() as u64)
     }
 }
 
@@ -504,7 +618,7 @@ mod tests {
         State {
             key,
             id: 0,
-            created_ms: now,
+            created_s: (now / 1000) as u32,
             last_ms: now,
             packets: [0; 2],
             bytes: [0; 2],
@@ -513,9 +627,7 @@ mod tests {
             rule: 0,
             iface: 0,
             timeout,
-            initiator: 0,
             covers: COVER_IN,
-            direction: 0,
             flags: 0,
         }
     }
@@ -587,11 +699,16 @@ mod tests {
         for i in 0..10 {
             let k = key(i);
             let h = t.hash(&k);
-            t.lock(h).insert(h, state(k, 0, Timeout::TcpEstablished)).unwrap();
+            t.lock(h)
+                .insert(h, state(k, 0, Timeout::TcpEstablished))
+                .unwrap();
         }
         let k = key(99);
         let h = t.hash(&k);
-        assert_eq!(t.lock(h).insert(h, state(k, 0, Timeout::UdpSingle)), Err(InsertError::Full));
+        assert_eq!(
+            t.lock(h).insert(h, state(k, 0, Timeout::UdpSingle)),
+            Err(InsertError::Full)
+        );
         assert_eq!(t.stats().refused, 1);
         assert_eq!(t.len(), 10);
     }
@@ -601,7 +718,9 @@ mod tests {
         let t = table(1000, 1);
         let k = key(1);
         let h = t.hash(&k);
-        t.lock(h).insert(h, state(k, 1_000, Timeout::UdpSingle)).unwrap();
+        t.lock(h)
+            .insert(h, state(k, 1_000, Timeout::UdpSingle))
+            .unwrap();
         // udp.single is 30 s.
         assert!(t.lock(h).find(&k, h, 30_999).is_some());
         assert!(t.lock(h).find(&k, h, 31_000).is_none());
@@ -614,7 +733,11 @@ mod tests {
         for i in 0..1000 {
             let k = key(i);
             let h = t.hash(&k);
-            let class = if i % 2 == 0 { Timeout::UdpSingle } else { Timeout::TcpEstablished };
+            let class = if i % 2 == 0 {
+                Timeout::UdpSingle
+            } else {
+                Timeout::TcpEstablished
+            };
             t.lock(h).insert(h, state(k, 0, class)).unwrap();
         }
         let mut cursor = SweepCursor::default();
@@ -638,7 +761,9 @@ mod tests {
         for i in 0..100 {
             let k = key(i);
             let h = t.hash(&k);
-            t.lock(h).insert(h, state(k, 0, Timeout::UdpSingle)).unwrap();
+            t.lock(h)
+                .insert(h, state(k, 0, Timeout::UdpSingle))
+                .unwrap();
         }
         assert_eq!(t.flush(), 100);
         assert_eq!(t.len(), 0);
@@ -648,8 +773,7 @@ mod tests {
     }
 
     #[test]
-    fn index_grows_past_its_reservation() {
-        // A tiny limit reservation, many states: the index must grow and stay correct.
+    fn many_states_in_many_shards() {
         let t = StateTable::new(StateTableConfig {
             limit: 100_000,
             shards: 64,
@@ -660,8 +784,11 @@ mod tests {
         for i in 0..50_000 {
             let k = key(i);
             let h = t.hash(&k);
-            t.prefetch(h);
-            t.lock(h).insert(h, state(k, 0, Timeout::UdpSingle)).unwrap();
+            t.prefetch_index(h);
+            t.prefetch_state(h);
+            t.lock(h)
+                .insert(h, state(k, 0, Timeout::UdpSingle))
+                .unwrap();
         }
         for i in 0..50_000 {
             let k = key(i);

@@ -112,7 +112,10 @@ fn get_wscale(seg: &Segment) -> u8 {
 
 /// Initialises the peers of a new TCP state from its first packet (`pf_create_state`).
 pub fn tcp_new(seg: &Segment) -> ([Peer; 2], Timeout) {
-    let mut src = Peer { seqlo: seg.seq, ..Peer::default() };
+    let mut src = Peer {
+        seqlo: seg.seq,
+        ..Peer::default()
+    };
     src.seqhi = seg.seq.wrapping_add(seg.payload_len).wrapping_add(1);
     if seg.flags & SYN != 0 {
         src.seqhi = src.seqhi.wrapping_add(1);
@@ -129,7 +132,12 @@ pub fn tcp_new(seg: &Segment) -> ([Peer; 2], Timeout) {
         src.seqhi = src.seqhi.wrapping_add(1);
     }
     src.state = tcps::SYN_SENT;
-    let dst = Peer { seqhi: 1, max_win: 1, state: tcps::CLOSED, ..Peer::default() };
+    let dst = Peer {
+        seqhi: 1,
+        max_win: 1,
+        state: tcps::CLOSED,
+        ..Peer::default()
+    };
     ([src, dst], Timeout::TcpFirst)
 }
 
@@ -177,7 +185,8 @@ pub fn tcp_track(src: &mut Peer, dst: &mut Peer, seg: &Segment) -> TcpVerdict {
                     dws = dst.wscale & WSCALE_MASK;
                 } else {
                     // Fix up the other window; in case of a retransmitted SYN|ACK.
-                    dst.max_win = MAXWIN.min((dst.max_win as u32) << (dst.wscale & WSCALE_MASK)) as u16;
+                    dst.max_win =
+                        MAXWIN.min((dst.max_win as u32) << (dst.wscale & WSCALE_MASK)) as u16;
                     dst.wscale = 0;
                 }
             }
@@ -261,7 +270,9 @@ pub fn tcp_track(src: &mut Peer, dst: &mut Peer, seg: &Segment) -> TcpVerdict {
             dst.state = tcps::TIME_WAIT;
         }
         TcpVerdict::Pass(tcp_timeout(src.state, dst.state))
-    } else if (dst.state < tcps::SYN_SENT || dst.state >= tcps::FIN_WAIT_2 || src.state >= tcps::FIN_WAIT_2)
+    } else if (dst.state < tcps::SYN_SENT
+        || dst.state >= tcps::FIN_WAIT_2
+        || src.state >= tcps::FIN_WAIT_2)
         && seq_geq(src.seqhi.wrapping_add(MAXACKWINDOW as u32), data_end)
         && seq_geq(seq, src.seqlo.wrapping_sub(MAXACKWINDOW as u32))
     {
@@ -360,7 +371,14 @@ mod tests {
     use super::*;
 
     fn seg(seq: u32, ack: u32, flags: u8, len: u32, window: u16) -> Segment {
-        Segment { seq, ack, window, flags, payload_len: len, wscale: None }
+        Segment {
+            seq,
+            ack,
+            window,
+            flags,
+            payload_len: len,
+            wscale: None,
+        }
     }
 
     /// A client (src) and server (dst) through a full handshake, data and close.
@@ -368,9 +386,15 @@ mod tests {
         let ([mut c, mut s], t) = tcp_new(&seg(1000, 0, SYN, 0, 64240));
         assert_eq!(t, Timeout::TcpFirst);
         assert_eq!((c.state, s.state), (tcps::SYN_SENT, tcps::CLOSED));
-        assert_eq!(tcp_track(&mut s, &mut c, &seg(5000, 1001, SYN | ACK, 0, 65160)), TcpVerdict::Pass(Timeout::TcpOpening));
+        assert_eq!(
+            tcp_track(&mut s, &mut c, &seg(5000, 1001, SYN | ACK, 0, 65160)),
+            TcpVerdict::Pass(Timeout::TcpOpening)
+        );
         assert_eq!((c.state, s.state), (tcps::ESTABLISHED, tcps::SYN_SENT));
-        assert_eq!(tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 0, 502)), TcpVerdict::Pass(Timeout::TcpEstablished));
+        assert_eq!(
+            tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 0, 502)),
+            TcpVerdict::Pass(Timeout::TcpEstablished)
+        );
         assert_eq!((c.state, s.state), (tcps::ESTABLISHED, tcps::ESTABLISHED));
         [c, s]
     }
@@ -378,15 +402,30 @@ mod tests {
     #[test]
     fn handshake_data_and_close_follow_pf() {
         let [mut c, mut s] = handshake();
-        assert_eq!(tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK | 0x08, 100, 502)), TcpVerdict::Pass(Timeout::TcpEstablished));
-        assert_eq!(tcp_track(&mut s, &mut c, &seg(5001, 1101, ACK, 1000, 509)), TcpVerdict::Pass(Timeout::TcpEstablished));
+        assert_eq!(
+            tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK | 0x08, 100, 502)),
+            TcpVerdict::Pass(Timeout::TcpEstablished)
+        );
+        assert_eq!(
+            tcp_track(&mut s, &mut c, &seg(5001, 1101, ACK, 1000, 509)),
+            TcpVerdict::Pass(Timeout::TcpEstablished)
+        );
         // Client closes.
-        assert_eq!(tcp_track(&mut c, &mut s, &seg(1101, 6001, FIN | ACK, 0, 502)), TcpVerdict::Pass(Timeout::TcpClosing));
+        assert_eq!(
+            tcp_track(&mut c, &mut s, &seg(1101, 6001, FIN | ACK, 0, 502)),
+            TcpVerdict::Pass(Timeout::TcpClosing)
+        );
         assert_eq!(c.state, tcps::CLOSING);
         // Server acks the FIN and closes too.
-        assert_eq!(tcp_track(&mut s, &mut c, &seg(6001, 1102, FIN | ACK, 0, 509)), TcpVerdict::Pass(Timeout::TcpFinWait));
+        assert_eq!(
+            tcp_track(&mut s, &mut c, &seg(6001, 1102, FIN | ACK, 0, 509)),
+            TcpVerdict::Pass(Timeout::TcpFinWait)
+        );
         assert_eq!((c.state, s.state), (tcps::FIN_WAIT_2, tcps::CLOSING));
-        assert_eq!(tcp_track(&mut c, &mut s, &seg(1102, 6002, ACK, 0, 502)), TcpVerdict::Pass(Timeout::TcpClosed));
+        assert_eq!(
+            tcp_track(&mut c, &mut s, &seg(1102, 6002, ACK, 0, 502)),
+            TcpVerdict::Pass(Timeout::TcpClosed)
+        );
         assert_eq!((c.state, s.state), (tcps::FIN_WAIT_2, tcps::FIN_WAIT_2));
     }
 
@@ -400,14 +439,20 @@ mod tests {
         let v = tcp_track(&mut c, &mut s, &seg(1001, 5001 + 300_000, ACK, 0, 502));
         assert_eq!(v, TcpVerdict::Mismatch);
         // The connection still works afterwards.
-        assert_eq!(tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 10, 502)), TcpVerdict::Pass(Timeout::TcpEstablished));
+        assert_eq!(
+            tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 10, 502)),
+            TcpVerdict::Pass(Timeout::TcpEstablished)
+        );
     }
 
     #[test]
     fn retransmits_within_one_window_back_pass() {
         let [mut c, mut s] = handshake();
         for _ in 0..2 {
-            assert_eq!(tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 1000, 502)), TcpVerdict::Pass(Timeout::TcpEstablished));
+            assert_eq!(
+                tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 1000, 502)),
+                TcpVerdict::Pass(Timeout::TcpEstablished)
+            );
         }
     }
 
@@ -415,10 +460,16 @@ mod tests {
     fn rst_must_be_near_the_sequence() {
         let [mut c, mut s] = handshake();
         // A blind RST far from seqlo is rejected.
-        assert_eq!(tcp_track(&mut s, &mut c, &seg(5001 + 30_000, 0, RST, 0, 0)), TcpVerdict::Mismatch);
+        assert_eq!(
+            tcp_track(&mut s, &mut c, &seg(5001 + 30_000, 0, RST, 0, 0)),
+            TcpVerdict::Mismatch
+        );
         assert_eq!(s.state, tcps::ESTABLISHED);
         // An exact RST closes both ends.
-        assert_eq!(tcp_track(&mut s, &mut c, &seg(5001, 0, RST, 0, 0)), TcpVerdict::Pass(Timeout::TcpClosed));
+        assert_eq!(
+            tcp_track(&mut s, &mut c, &seg(5001, 0, RST, 0, 0)),
+            TcpVerdict::Pass(Timeout::TcpClosed)
+        );
         assert_eq!((c.state, s.state), (tcps::TIME_WAIT, tcps::TIME_WAIT));
     }
 
@@ -430,23 +481,51 @@ mod tests {
         assert_eq!(c.wscale, WSCALE_FLAG | 7);
         let mut synack = seg(5000, 1001, SYN | ACK, 0, 65160);
         synack.wscale = Some(7);
-        assert!(matches!(tcp_track(&mut s, &mut c, &synack), TcpVerdict::Pass(_)));
+        assert!(matches!(
+            tcp_track(&mut s, &mut c, &synack),
+            TcpVerdict::Pass(_)
+        ));
         assert_eq!(s.wscale, WSCALE_FLAG | 7);
-        assert!(matches!(tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 0, 502)), TcpVerdict::Pass(_)));
+        assert!(matches!(
+            tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 0, 502)),
+            TcpVerdict::Pass(_)
+        ));
         // The server's window is 509 << 7 = 65152 bytes: data 60 000 bytes ahead fits only
         // because of the scale factor.
-        assert!(matches!(tcp_track(&mut s, &mut c, &seg(5001, 1001, ACK, 0, 509)), TcpVerdict::Pass(_)));
-        assert!(matches!(tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 1000, 502)), TcpVerdict::Pass(_)));
+        assert!(matches!(
+            tcp_track(&mut s, &mut c, &seg(5001, 1001, ACK, 0, 509)),
+            TcpVerdict::Pass(_)
+        ));
+        assert!(matches!(
+            tcp_track(&mut c, &mut s, &seg(1001, 5001, ACK, 1000, 502)),
+            TcpVerdict::Pass(_)
+        ));
         let far = seg(1001 + 60_000, 5001, ACK, 1000, 502);
-        assert!(matches!(tcp_track(&mut c, &mut s, &far), TcpVerdict::Pass(_)));
+        assert!(matches!(
+            tcp_track(&mut c, &mut s, &far),
+            TcpVerdict::Pass(_)
+        ));
     }
 
     #[test]
     fn sequence_numbers_wrap() {
         let ([mut c, mut s], _) = tcp_new(&seg(u32::MAX - 10, 0, SYN, 0, 65535));
-        assert!(matches!(tcp_track(&mut s, &mut c, &seg(7, u32::MAX - 9, SYN | ACK, 0, 65535)), TcpVerdict::Pass(_)));
-        assert!(matches!(tcp_track(&mut c, &mut s, &seg(u32::MAX - 9, 8, ACK, 100, 65535)), TcpVerdict::Pass(_)));
-        assert!(matches!(tcp_track(&mut c, &mut s, &seg((u32::MAX - 9).wrapping_add(100), 8, ACK, 100, 65535)), TcpVerdict::Pass(_)));
+        assert!(matches!(
+            tcp_track(&mut s, &mut c, &seg(7, u32::MAX - 9, SYN | ACK, 0, 65535)),
+            TcpVerdict::Pass(_)
+        ));
+        assert!(matches!(
+            tcp_track(&mut c, &mut s, &seg(u32::MAX - 9, 8, ACK, 100, 65535)),
+            TcpVerdict::Pass(_)
+        ));
+        assert!(matches!(
+            tcp_track(
+                &mut c,
+                &mut s,
+                &seg((u32::MAX - 9).wrapping_add(100), 8, ACK, 100, 65535)
+            ),
+            TcpVerdict::Pass(_)
+        ));
         assert_eq!(c.seqlo, (u32::MAX - 9).wrapping_add(200));
     }
 
@@ -454,7 +533,10 @@ mod tests {
     fn shotgun_syns_take_the_loose_path() {
         let ([mut c, mut s], _) = tcp_new(&seg(1000, 0, SYN, 0, 64240));
         // The client retransmits its SYN before the server answered: dst < SYN_SENT.
-        assert_eq!(tcp_track(&mut c, &mut s, &seg(1000, 0, SYN, 0, 64240)), TcpVerdict::Pass(Timeout::TcpOpening));
+        assert_eq!(
+            tcp_track(&mut c, &mut s, &seg(1000, 0, SYN, 0, 64240)),
+            TcpVerdict::Pass(Timeout::TcpOpening)
+        );
         assert_eq!(syn_on_state(SYN, &c, &s), SynOnState::Track);
     }
 
@@ -471,7 +553,10 @@ mod tests {
 
     #[test]
     fn udp_becomes_multiple_on_reply() {
-        let mut a = Peer { state: single::SINGLE, ..Peer::default() };
+        let mut a = Peer {
+            state: single::SINGLE,
+            ..Peer::default()
+        };
         let mut b = Peer::default();
         assert_eq!(single_track(&mut a, &mut b, true), Timeout::UdpSingle);
         // The reply makes the initiator MULTIPLE; the responder is SINGLE until it is

@@ -29,7 +29,9 @@ use crate::neighbor::NeighborTable;
 use crate::route::RouteTable;
 use crate::shared::{Published, Snapshot};
 use crate::state::tcp::{self, SynOnState, TcpVerdict};
-use crate::state::{State, StateKey, StateTable, Timeout, STATE_LOG};
+use crate::state::{
+    State, StateKey, StateTable, Timeout, STATE_INITIATOR_IS_1, STATE_LOG, STATE_OUTBOUND,
+};
 use crate::vip::VipTable;
 use crate::wire::parse::{parse_frame, parse_quoted, Fragment, ParsedFrame, QuotedL4, L3, L4};
 use crate::wire::{arp, checksum, ip_protocol, MacAddr, NdiscPacket, TcpOptions};
@@ -41,7 +43,11 @@ pub enum ToControl<B> {
     /// A frame for the control plane (CARP, pfsync), with the interface it arrived on.
     Frame { iface: u16, buf: B },
     /// A neighbour's address and MAC, learned from ARP or ND.
-    Learn { iface: u16, ip: IpAddr, mac: MacAddr },
+    Learn {
+        iface: u16,
+        ip: IpAddr,
+        mac: MacAddr,
+    },
     /// A next hop whose MAC is unknown: resolve it (ARP request / neighbour solicitation).
     Resolve { iface: u16, ip: IpAddr },
 }
@@ -113,7 +119,12 @@ pub struct Worker<P: Port> {
 impl<P: Port> Worker<P> {
     /// A worker over `ports` (index = interface index), reading `shared` and handing frames
     /// to the control core through `control`.
-    pub fn new(id: u16, ports: Vec<P>, shared: &Shared, control: Arc<ArrayQueue<ToControl<P::Buf>>>) -> Worker<P> {
+    pub fn new(
+        id: u16,
+        ports: Vec<P>,
+        shared: &Shared,
+        control: Arc<ArrayQueue<ToControl<P::Buf>>>,
+    ) -> Worker<P> {
         let n = ports.len();
         Worker {
             id,
@@ -127,7 +138,9 @@ impl<P: Port> Worker<P> {
             control,
             stats: Arc::new(WorkerStats::new(n)),
             rx: Vec::with_capacity(BURST),
-            tx: (0..n).map(|_| Vec::with_capacity(BURST * n.max(1))).collect(),
+            tx: (0..n)
+                .map(|_| Vec::with_capacity(BURST * n.max(1)))
+                .collect(),
             prepared: Vec::with_capacity(BURST),
             resolves: [None; RESOLVE_SLOTS],
         }
@@ -176,16 +189,28 @@ impl<P: Port> Worker<P> {
             let data = buf.data();
             pstats.rx_packets.inc();
             pstats.rx_bytes.add(data.len() as u64);
-            let prepared = parse_frame(data).map_err(DropReason::from_parse).map(|frame| {
-                let (sport, dport) = state_ports(&frame);
-                let (key, src_first) = StateKey::new(frame.protocol, frame.src, sport, frame.dst, dport);
-                let hash = self.states.hash(&key);
-                if frame.ip_version().is_some() {
-                    self.states.prefetch(hash);
-                }
-                Prepared { frame, key, src_first, hash }
-            });
+            let prepared = parse_frame(data)
+                .map_err(DropReason::from_parse)
+                .map(|frame| {
+                    let (sport, dport) = state_ports(&frame);
+                    let (key, src_first) =
+                        StateKey::new(frame.protocol, frame.src, sport, frame.dst, dport);
+                    let hash = self.states.hash(&key);
+                    if frame.ip_version().is_some() {
+                        self.states.prefetch_index(hash);
+                    }
+                    Prepared {
+                        frame,
+                        key,
+                        src_first,
+                        hash,
+                    }
+                });
             self.prepared.push(prepared);
+        }
+        // By now the first index lines have landed: look at them and prefetch the states.
+        for p in self.prepared.iter().flatten() {
+            self.states.prefetch_state(p.hash);
         }
         // Stage 2: decide and act on each frame.
         for (i, mut buf) in rx.drain(..).enumerate() {
@@ -198,7 +223,11 @@ impl<P: Port> Worker<P> {
                 Outcome::Drop(reason) => self.stats.count_drop(reason),
                 Outcome::ToControl => {
                     // The frame's buffer goes with it; a full queue drops it (never blocks).
-                    if self.control.push(ToControl::Frame { iface: port, buf }).is_ok() {
+                    if self
+                        .control
+                        .push(ToControl::Frame { iface: port, buf })
+                        .is_ok()
+                    {
                         self.stats.to_control.inc();
                     } else {
                         self.stats.count_drop(DropReason::QueueFull);
@@ -270,7 +299,14 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    fn arp(&mut self, port: u16, buf: &mut P::Buf, f: &ParsedFrame, op: u16, own_mac: MacAddr) -> Outcome {
+    fn arp(
+        &mut self,
+        port: u16,
+        buf: &mut P::Buf,
+        f: &ParsedFrame,
+        op: u16,
+        own_mac: MacAddr,
+    ) -> Outcome {
         let (IpAddr::V4(sender), IpAddr::V4(target)) = (f.src, f.dst) else {
             return Outcome::Drop(DropReason::Unsupported);
         };
@@ -281,8 +317,15 @@ impl<P: Port> Worker<P> {
             .vips
             .lookup_addr(IpAddr::V4(target))
             .filter(|v| v.iface == port && self.vips.is_master(v.group));
-        if on_link && !sender.is_unspecified() && (ours || vip.is_some() || op == arp::operation::REPLY) {
-            self.notify(ToControl::Learn { iface: port, ip: IpAddr::V4(sender), mac: sender_mac });
+        if on_link
+            && !sender.is_unspecified()
+            && (ours || vip.is_some() || op == arp::operation::REPLY)
+        {
+            self.notify(ToControl::Learn {
+                iface: port,
+                ip: IpAddr::V4(sender),
+                mac: sender_mac,
+            });
         }
         if op == arp::operation::REQUEST && (ours || vip.is_some()) {
             let mac = vip.map_or(own_mac, |v| v.mac);
@@ -294,28 +337,57 @@ impl<P: Port> Worker<P> {
         Outcome::Drop(DropReason::Local)
     }
 
-    fn neighbor_discovery(&mut self, port: u16, buf: &mut P::Buf, f: &ParsedFrame, msg_type: u8, own_mac: MacAddr) -> Outcome {
+    fn neighbor_discovery(
+        &mut self,
+        port: u16,
+        buf: &mut P::Buf,
+        f: &ParsedFrame,
+        msg_type: u8,
+        own_mac: MacAddr,
+    ) -> Outcome {
         // RFC 4861: ND messages must arrive with hop limit 255 (they never cross a router).
-        let IpAddr::V6(src) = f.src else { return Outcome::Drop(DropReason::Normalize) };
+        let IpAddr::V6(src) = f.src else {
+            return Outcome::Drop(DropReason::Normalize);
+        };
         if f.ttl != 255 {
             return Outcome::Drop(DropReason::Normalize);
         }
         let l4 = f.l4_offset as usize;
         let end = (f.l3_offset + f.l3_len) as usize;
-        let Some(nd_bytes) = buf.data().get(l4..end) else { return Outcome::Drop(DropReason::Short) };
-        let Ok(nd) = NdiscPacket::new_checked(nd_bytes) else { return Outcome::Drop(DropReason::Normalize) };
+        let Some(nd_bytes) = buf.data().get(l4..end) else {
+            return Outcome::Drop(DropReason::Short);
+        };
+        let Ok(nd) = NdiscPacket::new_checked(nd_bytes) else {
+            return Outcome::Drop(DropReason::Normalize);
+        };
         let target = nd.target_addr();
-        let link_addr = if msg_type == 135 { nd.source_link_addr() } else { nd.target_link_addr() };
+        let link_addr = if msg_type == 135 {
+            nd.source_link_addr()
+        } else {
+            nd.target_link_addr()
+        };
         if let Ok(Some(mac)) = link_addr {
-            let ip = if msg_type == 135 { IpAddr::V6(src) } else { IpAddr::V6(target) };
+            let ip = if msg_type == 135 {
+                IpAddr::V6(src)
+            } else {
+                IpAddr::V6(target)
+            };
             if !src.is_unspecified() {
-                self.notify(ToControl::Learn { iface: port, ip, mac });
+                self.notify(ToControl::Learn {
+                    iface: port,
+                    ip,
+                    mac,
+                });
             }
         }
         if msg_type == 135 {
             let t = IpAddr::V6(target);
-            let ours = self.interfaces.is_local(t) == Some(port) || self.interfaces.ipv6_link_local(port) == target;
-            let vip = self.vips.lookup_addr(t).filter(|v| v.iface == port && self.vips.is_master(v.group));
+            let ours = self.interfaces.is_local(t) == Some(port)
+                || self.interfaces.ipv6_link_local(port) == target;
+            let vip = self
+                .vips
+                .lookup_addr(t)
+                .filter(|v| v.iface == port && self.vips.is_master(v.group));
             if ours || vip.is_some() {
                 let mac = vip.map_or(own_mac, |v| v.mac);
                 if reply::neighbor_advert(buf, f, target, mac, true) {
@@ -328,7 +400,14 @@ impl<P: Port> Worker<P> {
     }
 
     /// IPv4 / IPv6: to the appliance itself, or through it.
-    fn ip(&mut self, port: u16, buf: &mut P::Buf, p: &Prepared, own_mac: MacAddr, now_ms: u64) -> Outcome {
+    fn ip(
+        &mut self,
+        port: u16,
+        buf: &mut P::Buf,
+        p: &Prepared,
+        own_mac: MacAddr,
+        now_ms: u64,
+    ) -> Outcome {
         let f = &p.frame;
         let local = self.is_local_destination(port, f.dst);
         match local {
@@ -382,7 +461,10 @@ impl<P: Port> Worker<P> {
                 if o == CARP_V4 || o == PFSYNC_V4 {
                     return LocalKind::ControlGroup;
                 }
-                if a.is_multicast() || a.is_broadcast() || self.interfaces.is_directed_broadcast(port, dst) {
+                if a.is_multicast()
+                    || a.is_broadcast()
+                    || self.interfaces.is_directed_broadcast(port, dst)
+                {
                     return LocalKind::OtherMulticast;
                 }
             }
@@ -415,10 +497,20 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    fn answer_echo(&mut self, port: u16, buf: &mut P::Buf, f: &ParsedFrame, own_mac: MacAddr) -> Outcome {
+    fn answer_echo(
+        &mut self,
+        port: u16,
+        buf: &mut P::Buf,
+        f: &ParsedFrame,
+        own_mac: MacAddr,
+    ) -> Outcome {
         // Answer from the MAC the request was sent to (ours, or a VIP's virtual MAC).
         let dst_mac = MacAddr(read6(buf.data(), 0));
-        let mac = if dst_mac.is_multicast() { own_mac } else { dst_mac };
+        let mac = if dst_mac.is_multicast() {
+            own_mac
+        } else {
+            dst_mac
+        };
         if reply::echo_reply(buf, f, mac) {
             self.stats.replies.inc();
             Outcome::Transmit(port)
@@ -434,7 +526,11 @@ impl<P: Port> Worker<P> {
                 return;
             }
         }
-        self.resolves[slot] = Some(RecentResolve { iface, ip, at_ms: now_ms });
+        self.resolves[slot] = Some(RecentResolve {
+            iface,
+            ip,
+            at_ms: now_ms,
+        });
         self.notify(ToControl::Resolve { iface, ip });
     }
 
@@ -460,7 +556,7 @@ impl<P: Port> Worker<P> {
                 return Ok(());
             }
         }
-        let states = self.states.clone();
+        let states = &*self.states;
         let mut shard = states.lock(p.hash);
         self.stats.state_searches.inc();
         let mut found = shard.find(&p.key, p.hash, now_ms);
@@ -496,7 +592,15 @@ impl<P: Port> Worker<P> {
                     continue;
                 }
             }
-            let meta = packet_meta(f, iface, if inbound { Direction::In } else { Direction::Out });
+            let meta = packet_meta(
+                f,
+                iface,
+                if inbound {
+                    Direction::In
+                } else {
+                    Direction::Out
+                },
+            );
             self.stats.rule_evaluations.inc();
             let v = self.policy.get().evaluate(&meta);
             if v.action == Action::Block {
@@ -515,7 +619,9 @@ impl<P: Port> Worker<P> {
         // involved: "a state created by either pass lets the connection's later packets
         // through both" (see `state`'s module docs).
         let cover_all = |init: bool| -> u8 {
-            points[..npoints].iter().fold(0, |acc, &(_, inbound)| acc | State::cover_bit(init, inbound))
+            points[..npoints].iter().fold(0, |acc, &(_, inbound)| {
+                acc | State::cover_bit(init, inbound)
+            })
         };
         match (found, keep) {
             (Some(idx), _) if by_state || keep.is_some() => {
@@ -526,7 +632,11 @@ impl<P: Port> Worker<P> {
                 shard.get_mut(idx).covers |= cover_all(init);
             }
             (None, Some((v, inbound))) => {
-                let iface = if inbound { in_port } else { out_port.unwrap_or(in_port) };
+                let iface = if inbound {
+                    in_port
+                } else {
+                    out_port.unwrap_or(in_port)
+                };
                 let mut st = new_state(p, buf.data(), iface, !inbound, v, now_ms);
                 st.covers = cover_all(true);
                 match shard.insert(p.hash, st) {
@@ -540,11 +650,21 @@ impl<P: Port> Worker<P> {
     }
 
     /// Updates a state with a packet that matched it (pf's `pf_test_state`).
-    fn track(&self, st: &mut State, p: &Prepared, frame: &[u8], now_ms: u64) -> Result<(), Outcome> {
+    fn track(
+        &self,
+        st: &mut State,
+        p: &Prepared,
+        frame: &[u8],
+        now_ms: u64,
+    ) -> Result<(), Outcome> {
         let f = &p.frame;
         let s = st.sender(p.src_first);
         let (a, b) = st.peers.split_at_mut(1);
-        let (src, dst) = if s == 0 { (&mut a[0], &mut b[0]) } else { (&mut b[0], &mut a[0]) };
+        let (src, dst) = if s == 0 {
+            (&mut a[0], &mut b[0])
+        } else {
+            (&mut b[0], &mut a[0])
+        };
         match f.l4 {
             L4::Tcp(t) => {
                 let seg = tcp_segment(f, &t, frame);
@@ -580,10 +700,17 @@ impl<P: Port> Worker<P> {
 
     /// Whether an ICMP error quotes a packet of a connection in the state table.
     fn related_to_state(&self, frame: &[u8], f: &ParsedFrame, now_ms: u64) -> bool {
-        let Ok(q) = parse_quoted(f.payload(frame), f.src.is_ipv6()) else { return false };
+        let Ok(q) = parse_quoted(f.payload(frame), f.src.is_ipv6()) else {
+            return false;
+        };
         let (sport, dport) = match q.l4 {
-            QuotedL4::Tcp { src_port, dst_port, .. } | QuotedL4::Udp { src_port, dst_port } => (src_port, dst_port),
-            QuotedL4::Icmp { ident: Some(id), .. } => (id, id),
+            QuotedL4::Tcp {
+                src_port, dst_port, ..
+            }
+            | QuotedL4::Udp { src_port, dst_port } => (src_port, dst_port),
+            QuotedL4::Icmp {
+                ident: Some(id), ..
+            } => (id, id),
             _ => (0, 0),
         };
         let (key, _) = StateKey::new(q.protocol, q.src, sport, q.dst, dport);
@@ -593,8 +720,18 @@ impl<P: Port> Worker<P> {
     }
 
     /// A blocked packet: dropped, or answered as the rule says (`return`).
-    fn blocked(&self, in_port: u16, buf: &mut P::Buf, f: &ParsedFrame, v: Verdict, own_mac: MacAddr) -> Outcome {
-        if v.return_ && !f.dst.is_multicast() && !self.interfaces.is_directed_broadcast(in_port, f.dst) {
+    fn blocked(
+        &self,
+        in_port: u16,
+        buf: &mut P::Buf,
+        f: &ParsedFrame,
+        v: Verdict,
+        own_mac: MacAddr,
+    ) -> Outcome {
+        if v.return_
+            && !f.dst.is_multicast()
+            && !self.interfaces.is_directed_broadcast(in_port, f.dst)
+        {
             let answered = match f.l4 {
                 L4::Tcp(_) => reply::tcp_reset(buf, f, own_mac),
                 _ => reply::icmp_unreachable(buf, f, own_mac),
@@ -653,44 +790,80 @@ fn packet_meta(f: &ParsedFrame, iface: u16, dir: Direction) -> PacketMeta {
 fn tcp_segment(f: &ParsedFrame, t: &crate::wire::parse::TcpSummary, frame: &[u8]) -> tcp::Segment {
     // The window-scale option only matters on SYNs: parse options only there.
     let wscale = if t.flags.bits() & 0x02 != 0 {
-        f.tcp_options(frame).and_then(|o| TcpOptions::parse(o).ok()).and_then(|o| o.wscale)
+        f.tcp_options(frame)
+            .and_then(|o| TcpOptions::parse(o).ok())
+            .and_then(|o| o.wscale)
     } else {
         None
     };
-    tcp::Segment { seq: t.seq, ack: t.ack, window: t.window, flags: t.flags.bits(), payload_len: f.payload_len, wscale }
+    tcp::Segment {
+        seq: t.seq,
+        ack: t.ack,
+        window: t.window,
+        flags: t.flags.bits(),
+        payload_len: f.payload_len,
+        wscale,
+    }
 }
 
 /// A new state from the packet that created it (pf's `pf_create_state`).
-fn new_state(p: &Prepared, frame: &[u8], iface: u16, outbound: bool, v: Verdict, now_ms: u64) -> State {
+fn new_state(
+    p: &Prepared,
+    frame: &[u8],
+    iface: u16,
+    outbound: bool,
+    v: Verdict,
+    now_ms: u64,
+) -> State {
     let f = &p.frame;
     let (peers, timeout) = match f.l4 {
         L4::Tcp(t) => tcp::tcp_new(&tcp_segment(f, &t, frame)),
         L4::Udp(_) => (
-            [tcp::Peer { state: tcp::single::SINGLE, ..Default::default() }, tcp::Peer::default()],
+            [
+                tcp::Peer {
+                    state: tcp::single::SINGLE,
+                    ..Default::default()
+                },
+                tcp::Peer::default(),
+            ],
             Timeout::UdpFirst,
         ),
         L4::Icmp(_) | L4::Icmpv6(_) => ([tcp::Peer::default(); 2], Timeout::IcmpFirst),
         L4::None => (
-            [tcp::Peer { state: tcp::single::SINGLE, ..Default::default() }, tcp::Peer::default()],
+            [
+                tcp::Peer {
+                    state: tcp::single::SINGLE,
+                    ..Default::default()
+                },
+                tcp::Peer::default(),
+            ],
             Timeout::OtherFirst,
         ),
     };
+    let mut flags = 0;
+    if v.log {
+        flags |= STATE_LOG;
+    }
+    if !p.src_first {
+        flags |= STATE_INITIATOR_IS_1;
+    }
+    if outbound {
+        flags |= STATE_OUTBOUND;
+    }
     State {
         key: p.key,
-        id: 0,
-        created_ms: now_ms,
+        peers,
         last_ms: now_ms,
         packets: [1, 0],
         bytes: [u64::from(f.l3_len), 0],
-        peers,
+        id: 0,
+        created_s: (now_ms / 1000) as u32,
         creator: 0,
         rule: v.rule.unwrap_or(u32::MAX),
-        iface,
+        iface: iface as u8,
         timeout,
-        initiator: if p.src_first { 0 } else { 1 },
         covers: 0,
-        direction: u8::from(outbound),
-        flags: if v.log { STATE_LOG } else { 0 },
+        flags,
     }
 }
 

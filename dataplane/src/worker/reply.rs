@@ -22,8 +22,12 @@ fn eth_reply<B: PacketBuf>(buf: &mut B, own: MacAddr) {
 /// Turns an ARP request into the reply for `own` (the interface's MAC, or a CARP virtual MAC).
 pub fn arp_reply<B: PacketBuf>(buf: &mut B, p: &ParsedFrame, own: MacAddr) -> bool {
     let l3 = p.l3_offset as usize;
-    let Some(arp_bytes) = buf.data_mut().get_mut(l3..) else { return false };
-    let Ok(mut arp) = ArpPacket::new_checked(arp_bytes) else { return false };
+    let Some(arp_bytes) = buf.data_mut().get_mut(l3..) else {
+        return false;
+    };
+    let Ok(mut arp) = ArpPacket::new_checked(arp_bytes) else {
+        return false;
+    };
     arp.make_reply(own);
     eth_reply(buf, own);
     true
@@ -70,8 +74,16 @@ pub fn echo_reply<B: PacketBuf>(buf: &mut B, p: &ParsedFrame, own: MacAddr) -> b
 
 /// Turns a neighbour solicitation for `target` into the solicited advertisement from `own`
 /// (RFC 4861 §7.2.4: solicited + override, with our link-layer address).
-pub fn neighbor_advert<B: PacketBuf>(buf: &mut B, p: &ParsedFrame, target: Ipv6Addr, own: MacAddr, router: bool) -> bool {
-    let IpAddr::V6(requester) = p.src else { return false };
+pub fn neighbor_advert<B: PacketBuf>(
+    buf: &mut B,
+    p: &ParsedFrame,
+    target: Ipv6Addr,
+    own: MacAddr,
+    router: bool,
+) -> bool {
+    let IpAddr::V6(requester) = p.src else {
+        return false;
+    };
     if requester.is_unspecified() {
         // Duplicate address detection: answering would need an all-nodes advert; skip.
         return false;
@@ -173,14 +185,23 @@ pub fn icmp_unreachable<B: PacketBuf>(buf: &mut B, p: &ParsedFrame, own: MacAddr
     let data = buf.data_mut();
     data.copy_within(l3..l3 + quote_len, l3 + ip_len + 8);
     let icmp_len = 8 + quote_len;
-    write_ip_header(&mut data[l3..l3 + ip_len], p.dst, p.src, icmp_proto, icmp_len as u16);
+    write_ip_header(
+        &mut data[l3..l3 + ip_len],
+        p.dst,
+        p.src,
+        icmp_proto,
+        icmp_len as u16,
+    );
     let icmp = &mut data[l3 + ip_len..l3 + ip_len + icmp_len];
     icmp[0] = msg_type;
     icmp[1] = code;
     icmp[2..8].copy_from_slice(&[0; 6]);
     let mut s = checksum::sum(icmp);
     if !p.src.is_ipv4() {
-        s = checksum::add(s, checksum::pseudo_header(&p.dst, &p.src, 58, icmp_len as u32));
+        s = checksum::add(
+            s,
+            checksum::pseudo_header(&p.dst, &p.src, 58, icmp_len as u32),
+        );
     }
     icmp[2..4].copy_from_slice(&checksum::finish(s).to_be_bytes());
     buf.set_frame_len(new_len);
