@@ -79,6 +79,12 @@ impl<T> Snapshot<T> {
     pub fn get(&self) -> &T {
         &self.value
     }
+
+    /// The version this snapshot holds (changes whenever a new value was picked up).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 #[cfg(test)]

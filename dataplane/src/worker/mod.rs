@@ -78,6 +78,42 @@ struct RecentResolve {
 }
 
 const RESOLVE_SLOTS: usize = 64;
+
+/// A worker's cache of forwarding decisions: destination → egress interface and next-hop
+/// MAC, valid while neither the route nor the neighbour table changed. Direct-mapped: one
+/// multiply and one compare instead of a route lookup and a neighbour lookup per packet.
+#[derive(Clone, Copy)]
+struct CachedHop {
+    dst: IpAddr,
+    iface: u16,
+    mac: MacAddr,
+    generation: u64,
+}
+
+const HOP_CACHE_SLOTS: usize = 1024;
+
+/// A one-hash, 256-bit Bloom filter of the appliance's own addresses (interfaces, link-locals,
+/// VIPs, directed broadcasts): most transit packets are told "not local" without a lookup.
+#[derive(Clone, Copy, Default)]
+struct LocalFilter([u64; 4]);
+
+impl LocalFilter {
+    #[inline]
+    fn bit(addr: IpAddr) -> usize {
+        (hash_ip(addr) & 255) as usize
+    }
+
+    fn insert(&mut self, addr: IpAddr) {
+        let b = Self::bit(addr);
+        self.0[b / 64] |= 1 << (b % 64);
+    }
+
+    #[inline]
+    fn may_contain(&self, addr: IpAddr) -> bool {
+        let b = Self::bit(addr);
+        self.0[b / 64] & (1 << (b % 64)) != 0
+    }
+}
 /// Ask again for the same next hop at most this often.
 const RESOLVE_EVERY_MS: u64 = 1000;
 
@@ -114,6 +150,8 @@ pub struct Worker<P: Port> {
     tx: Vec<Vec<P::Buf>>,
     prepared: Vec<Result<Prepared, DropReason>>,
     resolves: [Option<RecentResolve>; RESOLVE_SLOTS],
+    hops: Box<[Option<CachedHop>]>,
+    local: LocalFilter,
 }
 
 impl<P: Port> Worker<P> {
@@ -126,6 +164,21 @@ impl<P: Port> Worker<P> {
         control: Arc<ArrayQueue<ToControl<P::Buf>>>,
     ) -> Worker<P> {
         let n = ports.len();
+        let mut local = LocalFilter::default();
+        for info in shared.interfaces.iter() {
+            local.insert(IpAddr::V6(info.ipv6_link_local()));
+            for net in info.addresses() {
+                local.insert(net.addr());
+                if let ipnet::IpNet::V4(v4) = net {
+                    local.insert(IpAddr::V4(v4.broadcast()));
+                }
+            }
+        }
+        for g in shared.vips.groups() {
+            for a in g.addresses() {
+                local.insert(*a);
+            }
+        }
         Worker {
             id,
             ports,
@@ -143,6 +196,8 @@ impl<P: Port> Worker<P> {
                 .collect(),
             prepared: Vec::with_capacity(BURST),
             resolves: [None; RESOLVE_SLOTS],
+            hops: vec![None; HOP_CACHE_SLOTS].into_boxed_slice(),
+            local,
         }
     }
 
@@ -425,24 +480,41 @@ impl<P: Port> Worker<P> {
         if f.ttl <= 1 {
             return Outcome::Drop(DropReason::TtlExceeded);
         }
-        let Some(hop) = self.routes.get().lookup(f.dst) else {
-            // Filter inbound first, as pf does, so a blocked packet counts as blocked.
-            if let Err(o) = self.filter(port, None, buf, p, now_ms, own_mac) {
-                return o;
+        let generation = self.routes.generation() ^ self.neighbors.generation().rotate_left(32);
+        let slot = (hash_ip(f.dst) as usize) % HOP_CACHE_SLOTS;
+        let (out, next_mac) = match self.hops[slot] {
+            Some(h) if h.dst == f.dst && h.generation == generation => (h.iface, Some(h.mac)),
+            _ => {
+                let Some(hop) = self.routes.get().lookup(f.dst) else {
+                    // Filter inbound first, as pf does, so a blocked packet counts as blocked.
+                    if let Err(o) = self.filter(port, None, buf, p, now_ms, own_mac) {
+                        return o;
+                    }
+                    return Outcome::Drop(DropReason::NoRoute);
+                };
+                let mac = self.neighbors.get().lookup(hop.iface, hop.via);
+                match mac {
+                    Some(mac) => {
+                        self.hops[slot] = Some(CachedHop { dst: f.dst, iface: hop.iface, mac, generation });
+                        (hop.iface, Some(mac))
+                    }
+                    None => {
+                        if let Err(o) = self.filter(port, Some(hop.iface), buf, p, now_ms, own_mac) {
+                            return o;
+                        }
+                        self.request_resolution(hop.iface, hop.via, now_ms);
+                        return Outcome::Drop(DropReason::NoNeighbor);
+                    }
+                }
             }
-            return Outcome::Drop(DropReason::NoRoute);
         };
-        if let Err(o) = self.filter(port, Some(hop.iface), buf, p, now_ms, own_mac) {
+        if let Err(o) = self.filter(port, Some(out), buf, p, now_ms, own_mac) {
             return o;
         }
-        let out = hop.iface;
         if f.l3_len > u32::from(self.interfaces.mtu(out)) {
             return Outcome::Drop(DropReason::TooBig);
         }
-        let Some(next_mac) = self.neighbors.get().lookup(out, hop.via) else {
-            self.request_resolution(out, hop.via, now_ms);
-            return Outcome::Drop(DropReason::NoNeighbor);
-        };
+        let Some(next_mac) = next_mac else { return Outcome::Drop(DropReason::NoNeighbor) };
         let data = buf.data_mut();
         decrement_ttl(data, f);
         data[0..6].copy_from_slice(&next_mac.0);
@@ -452,7 +524,8 @@ impl<P: Port> Worker<P> {
     }
 
     fn is_local_destination(&self, port: u16, dst: IpAddr) -> LocalKind {
-        if self.interfaces.is_local(dst).is_some() {
+        let maybe_local = self.local.may_contain(dst);
+        if maybe_local && self.interfaces.is_local(dst).is_some() {
             return LocalKind::Own;
         }
         match dst {
@@ -475,10 +548,13 @@ impl<P: Port> Worker<P> {
                 if a.is_multicast() {
                     return LocalKind::OtherMulticast;
                 }
-                if a == self.interfaces.ipv6_link_local(port) {
+                if maybe_local && a == self.interfaces.ipv6_link_local(port) {
                     return LocalKind::Own;
                 }
             }
+        }
+        if !maybe_local {
+            return LocalKind::NotLocal;
         }
         match self.vips.lookup_addr(dst) {
             Some(v) if self.vips.is_master(v.group) => LocalKind::Own,
