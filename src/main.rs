@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod ctl;
 mod replay;
+mod run;
 mod trace;
 
 #[derive(Parser)]
@@ -27,13 +29,24 @@ enum Command {
     Trace(trace::Args),
     /// Run the worker pipeline over captured traffic, offline, and write what it sends.
     Replay(replay::Args),
+    /// Run the appliance on DPDK ports until SIGINT or SIGTERM.
+    Run(run::Args),
+    /// Ask a running appliance for its counters, states or rules.
+    Ctl(ctl::Args),
 }
 
 fn main() -> ExitCode {
+    // Behave like a Unix tool when piped into `head`: die quietly on a closed pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Ctl(args) => ctl::run(args),
     }
 }

@@ -1,0 +1,182 @@
+//! What the management socket reports, as JSON: pfctl's views of a running appliance.
+//!
+//! Counters are per worker (written without atomics' read-modify-write by one core each)
+//! and summed here, on read.
+
+use std::time::Duration;
+
+use rampart_conf::Config;
+use rampart_dataplane::state::{State, StateTable, STATE_OUTBOUND};
+use rampart_dataplane::worker::{DropReason, WorkerStats};
+use serde_json::{json, Value};
+
+/// A port's counters as the device reports them (DPDK's `rte_eth_stats`), when available.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    /// Received by the NIC but dropped for lack of RX descriptors: the worker was too slow.
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+/// Everything a report reads.
+pub struct ReportContext<'a> {
+    pub config: &'a Config,
+    pub states: &'a StateTable,
+    pub workers: &'a [std::sync::Arc<WorkerStats>],
+    pub uptime: Duration,
+    /// Per interface, when the backend has device counters.
+    pub devices: Vec<Option<DeviceStats>>,
+    /// Frames the control core handled, and neighbours it knows.
+    pub control: Value,
+    /// The current monotonic time in ms (the clock states use).
+    pub now_ms: u64,
+}
+
+fn sum(workers: &[std::sync::Arc<WorkerStats>], f: impl Fn(&WorkerStats) -> u64) -> u64 {
+    workers.iter().map(|w| f(w)).sum()
+}
+
+/// `pfctl -s info`: state-table totals, drops by reason, per-port counters.
+pub fn info(cx: &ReportContext) -> Value {
+    let w = cx.workers;
+    let st = cx.states.stats();
+    let counters: serde_json::Map<String, Value> = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(sum(w, |s| s.dropped(*r)))))
+        .collect();
+    let ports: Vec<Value> = cx
+        .config
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(i, iface)| {
+            let mut p = json!({
+                "name": iface.name,
+                "device": iface.device,
+                "rx_packets": sum(w, |s| s.ports[i].rx_packets.get()),
+                "rx_bytes": sum(w, |s| s.ports[i].rx_bytes.get()),
+                "tx_packets": sum(w, |s| s.ports[i].tx_packets.get()),
+                "tx_bytes": sum(w, |s| s.ports[i].tx_bytes.get()),
+                "tx_dropped": sum(w, |s| s.ports[i].tx_dropped.get()),
+            });
+            if let Some(Some(d)) = cx.devices.get(i) {
+                p["missed"] = json!(d.imissed);
+                p["rx_errors"] = json!(d.ierrors);
+                p["tx_errors"] = json!(d.oerrors);
+                p["rx_nombuf"] = json!(d.rx_nombuf);
+                p["device_rx_packets"] = json!(d.ipackets);
+                p["device_tx_packets"] = json!(d.opackets);
+            }
+            p
+        })
+        .collect();
+    json!({
+        "status": {
+            "uptime_s": cx.uptime.as_secs(),
+            "host_id": format!("{:#010x}", cx.states.creator()),
+            "name": cx.config.appliance.name,
+            "workers": w.len(),
+        },
+        "state_table": {
+            "current": st.current,
+            "limit": cx.states.limit(),
+            "searches": sum(w, |s| s.state_searches.get()),
+            "inserts": st.inserts,
+            "removals": st.removals,
+            "refused": st.refused,
+        },
+        "counters": counters,
+        "packets": {
+            "passed": sum(w, |s| s.passed.get()),
+            "forwarded": sum(w, |s| s.forwarded.get()),
+            "answered": sum(w, |s| s.replies.get()),
+            "to_control": sum(w, |s| s.to_control.get()),
+            "rule_evaluations": sum(w, |s| s.rule_evaluations.get()),
+        },
+        "ports": ports,
+        "control": cx.control,
+    })
+}
+
+fn endpoint(addr: std::net::IpAddr, port: u16, with_port: bool) -> String {
+    match (addr, with_port) {
+        (std::net::IpAddr::V6(a), true) => format!("[{a}]:{port}"),
+        (a, true) => format!("{a}:{port}"),
+        (a, false) => a.to_string(),
+    }
+}
+
+fn state_json(cx: &ReportContext, s: &State) -> Value {
+    let ((a0, p0), (a1, p1)) = s.key.endpoints();
+    let proto = s.key.proto();
+    let ports = proto == 6 || proto == 17;
+    let ((src, sport), (dst, dport)) = if s.initiator() == 0 { ((a0, p0), (a1, p1)) } else { ((a1, p1), (a0, p0)) };
+    let (src_state, dst_state) = s.state_names();
+    let expires = cx.states.expires_at(s);
+    json!({
+        "id": format!("{:016x}", s.id),
+        "creator": format!("{:08x}", s.creator),
+        "iface": cx.config.interfaces.get(s.iface as usize).map(|i| i.name.as_str()),
+        "proto": rampart_conf::proto::name(proto).map(str::to_string).unwrap_or_else(|| proto.to_string()),
+        "direction": if s.flags & STATE_OUTBOUND != 0 { "out" } else { "in" },
+        "src": endpoint(src, sport, ports),
+        "dst": endpoint(dst, dport, ports),
+        "state": format!("{src_state}:{dst_state}"),
+        "age_s": cx.now_ms.saturating_sub(u64::from(s.created_s) * 1000) / 1000,
+        "expires_in_s": expires.saturating_sub(cx.now_ms) / 1000,
+        "packets": s.packets,
+        "bytes": s.bytes,
+        "rule": (s.rule != u32::MAX).then_some(s.rule + 1),
+        "timeout": s.timeout.name(),
+    })
+}
+
+/// `pfctl -s states`: every state (the list is capped so a huge table can't swamp a client).
+pub fn states(cx: &ReportContext, max: usize) -> Value {
+    let mut list = Vec::new();
+    let mut total = 0usize;
+    cx.states.for_each(|s| {
+        total += 1;
+        if list.len() < max {
+            list.push(state_json(cx, s));
+        }
+    });
+    json!({ "total": total, "shown": list.len(), "states": list })
+}
+
+/// `pfctl -vs rules`: each rule with its counters, summed over workers.
+pub fn rules(cx: &ReportContext) -> Value {
+    let w = cx.workers;
+    let evaluations = sum(w, |s| s.rule_evaluations.get());
+    let list: Vec<Value> = cx
+        .config
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rule = |f: &dyn Fn(&rampart_dataplane::worker::RuleStats) -> u64| -> u64 {
+                w.iter().filter_map(|s| s.rules.get(i)).map(f).sum()
+            };
+            json!({
+                "rule": i + 1,
+                "text": r.to_pf_string(cx.config),
+                "label": r.label,
+                "file": r.origin.file.display().to_string(),
+                "line": r.origin.line,
+                // The compiled classifier evaluates every rule at once for each packet
+                // that reaches the rules, so each rule's evaluations are that count.
+                "evaluations": evaluations,
+                "packets": rule(&|s| s.packets.get()),
+                "bytes": rule(&|s| s.bytes.get()),
+                "states": rule(&|s| s.states.get()),
+            })
+        })
+        .collect();
+    json!({ "rules": list, "default": cx.config.policy.default.as_str() })
+}

@@ -1,0 +1,172 @@
+//! `rampart ctl -s SOCKET info|states|rules [--json]`: pfctl's views of a running appliance.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum What {
+    /// State table totals, drop counters and per-port counters (pfctl -s info).
+    Info,
+    /// The state table (pfctl -vs states).
+    States,
+    /// The rules with their counters (pfctl -vs rules).
+    Rules,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The management socket (`[control] socket` in the configuration).
+    #[arg(short = 's', long = "socket", value_name = "SOCKET")]
+    socket: PathBuf,
+    #[arg(value_enum)]
+    what: What,
+    /// Print the reply as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let command = match args.what {
+        What::Info => "info",
+        What::States => "states",
+        What::Rules => "rules",
+    };
+    let reply = match rampart_control::ctl::request(&args.socket, command) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("rampart ctl: {}: {e}", args.socket.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(err) = reply.get("error").and_then(Value::as_str) {
+        eprintln!("rampart ctl: {err}");
+        return ExitCode::FAILURE;
+    }
+    if args.json {
+        println!("{reply}");
+        return ExitCode::SUCCESS;
+    }
+    match args.what {
+        What::Info => print_info(&reply),
+        What::States => print_states(&reply),
+        What::Rules => print_rules(&reply),
+    }
+    ExitCode::SUCCESS
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn duration(secs: u64) -> String {
+    format!("{} days {:02}:{:02}:{:02}", secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60)
+}
+
+fn hms(secs: u64) -> String {
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+pub fn print_info(v: &Value) {
+    let s = &v["status"];
+    println!(
+        "{:<44}{:>15}",
+        format!("Status: Enabled for {}", duration(n(&s["uptime_s"]))),
+        format!("Workers: {}", n(&s["workers"]))
+    );
+    println!();
+    println!("Hostid:   {}", s["host_id"].as_str().unwrap_or("?"));
+    println!("Name:     {}", s["name"].as_str().unwrap_or("?"));
+    println!();
+    let st = &v["state_table"];
+    println!("{:<34}{:>14}", "State Table", "Total");
+    for (label, key) in [
+        ("current entries", "current"),
+        ("searches", "searches"),
+        ("inserts", "inserts"),
+        ("removals", "removals"),
+        ("refused (limit)", "refused"),
+    ] {
+        println!("  {:<25} {:>14}", label, n(&st[key]));
+    }
+    println!("  {:<25} {:>14}", "limit", n(&st["limit"]));
+    println!("Counters");
+    if let Some(c) = v["counters"].as_object() {
+        for (k, val) in c {
+            println!("  {:<25} {:>14}", k, n(val));
+        }
+    }
+    println!("Packets");
+    if let Some(c) = v["packets"].as_object() {
+        for (k, val) in c {
+            println!("  {:<25} {:>14}", k.replace('_', " "), n(val));
+        }
+    }
+    println!();
+    println!(
+        "{:<10} {:>12} {:>14} {:>12} {:>14} {:>10} {:>10}",
+        "Interface", "rx packets", "rx bytes", "tx packets", "tx bytes", "tx drops", "missed"
+    );
+    for p in v["ports"].as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {:>12} {:>14} {:>12} {:>14} {:>10} {:>10}",
+            p["name"].as_str().unwrap_or("?"),
+            n(&p["rx_packets"]),
+            n(&p["rx_bytes"]),
+            n(&p["tx_packets"]),
+            n(&p["tx_bytes"]),
+            n(&p["tx_dropped"]),
+            p.get("missed").map_or("-".to_string(), |m| n(m).to_string()),
+        );
+    }
+}
+
+fn print_states(v: &Value) {
+    for s in v["states"].as_array().into_iter().flatten() {
+        let (a, arrow, b) = if s["direction"] == "out" {
+            (&s["src"], "->", &s["dst"])
+        } else {
+            (&s["dst"], "<-", &s["src"])
+        };
+        println!(
+            "{} {} {} {} {}       {}",
+            s["iface"].as_str().unwrap_or("all"),
+            s["proto"].as_str().unwrap_or("?"),
+            a.as_str().unwrap_or("?"),
+            arrow,
+            b.as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+        );
+        let p = &s["packets"];
+        let b = &s["bytes"];
+        println!(
+            "   age {}, expires in {}, {}:{} pkts, {}:{} bytes{}",
+            hms(n(&s["age_s"])),
+            hms(n(&s["expires_in_s"])),
+            n(&p[0]),
+            n(&p[1]),
+            n(&b[0]),
+            n(&b[1]),
+            s["rule"].as_u64().map(|r| format!(", rule {r}")).unwrap_or_default(),
+        );
+        println!("   id: {} creatorid: {}", s["id"].as_str().unwrap_or("?"), s["creator"].as_str().unwrap_or("?"));
+    }
+    if n(&v["total"]) > n(&v["shown"]) {
+        println!("({} of {} states shown)", n(&v["shown"]), n(&v["total"]));
+    }
+}
+
+fn print_rules(v: &Value) {
+    for r in v["rules"].as_array().into_iter().flatten() {
+        println!("@{} {}", n(&r["rule"]), r["text"].as_str().unwrap_or("?"));
+        println!(
+            "  [ Evaluations: {:<8} Packets: {:<8} Bytes: {:<10} States: {:<6} ]",
+            n(&r["evaluations"]),
+            n(&r["packets"]),
+            n(&r["bytes"]),
+            n(&r["states"])
+        );
+    }
+    println!("(no rule matched: default {})", v["default"].as_str().unwrap_or("?"));
+}

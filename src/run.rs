@@ -1,0 +1,337 @@
+//! `rampart run -c FILE`: the appliance on DPDK ports.
+//!
+//! EAL is started from `[dpdk]`; each `[[interface]]` becomes a DPDK port (a PCI device or a
+//! vdev string) with one RX/TX queue pair per worker and one more TX queue for the control
+//! core. One worker runs on each worker lcore; the control core (this thread, DPDK's main
+//! lcore) resolves neighbours, expires states and answers the management socket. SIGINT or
+//! SIGTERM stops everything cleanly and prints the final counters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use crossbeam::queue::ArrayQueue;
+use rampart_conf::{Config, MacAddr, PollMode};
+use rampart_control::ctl::CtlServer;
+use rampart_control::neighbor::NeighborResolver;
+use rampart_control::report::{self, DeviceStats, ReportContext};
+use rampart_dataplane::filter::CompiledPolicy;
+use rampart_dataplane::iface::InterfaceTable;
+use rampart_dataplane::io::dpdk::{Eal, EthPort, Mbuf, Mempool, PortConfig};
+use rampart_dataplane::io::{PacketBuf, Port};
+use rampart_dataplane::neighbor::NeighborTable;
+use rampart_dataplane::route::RouteTable;
+use rampart_dataplane::shared::Published;
+use rampart_dataplane::state::table::SweepCursor;
+use rampart_dataplane::state::{StateTable, StateTableConfig, TimeoutTable};
+use rampart_dataplane::vip::VipTable;
+use rampart_dataplane::worker::{Shared, ToControl, Worker, WorkerStats};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The appliance configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: PathBuf,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let config = match rampart_conf::load(&args.config) {
+        Ok(l) => {
+            for w in &l.warnings {
+                eprintln!("{w}");
+            }
+            l.config
+        }
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match run_appliance(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart run: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `0000:03:00.0` or `03:00.0`: a PCI address (anything else is a vdev string).
+fn is_pci_address(device: &str) -> bool {
+    let parts: Vec<&str> = device.split([':', '.']).collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+    match parts.as_slice() {
+        [d, b, s, f] => hex(d, 4) && hex(b, 2) && hex(s, 2) && f.len() == 1,
+        [b, s, f] => hex(b, 2) && hex(s, 2) && f.len() == 1,
+        _ => false,
+    }
+}
+
+/// EAL's command line from `[dpdk]` and the interfaces' devices.
+pub fn eal_args(config: &Config) -> Result<Vec<String>> {
+    let d = &config.dpdk;
+    let mut lcores = vec![d.control_lcore];
+    lcores.extend(&d.worker_lcores);
+    let mut args = vec![
+        "-l".to_string(),
+        lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+        "--main-lcore".to_string(),
+        d.control_lcore.to_string(),
+    ];
+    let no_pci = d.eal_args.iter().any(|a| a == "--no-pci");
+    for i in &config.interfaces {
+        if is_pci_address(&i.device) {
+            if no_pci {
+                bail!("interface `{}` is PCI device {} but [dpdk] eal_args has --no-pci", i.name, i.device);
+            }
+            args.push("-a".to_string());
+            args.push(i.device.clone());
+        } else {
+            args.push(format!("--vdev={}", i.device));
+        }
+    }
+    args.extend(d.eal_args.iter().cloned());
+    Ok(args)
+}
+
+/// The worker's loop on its lcore: poll until told to stop, backing off when idle in
+/// adaptive mode (as DPDK's l3fwd-power and VPP's adaptive mode do), so cores can be shared.
+fn worker_loop<P: Port>(mut worker: Worker<P>, stop: Arc<AtomicBool>, mode: PollMode, start: Instant) -> i32 {
+    let mut idle: u32 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now_ms = start.elapsed().as_millis() as u64;
+        if worker.poll(now_ms) > 0 {
+            idle = 0;
+            continue;
+        }
+        idle = idle.saturating_add(1);
+        if mode == PollMode::Adaptive && idle > 64 {
+            // 10 µs after a run of empty polls, growing to 1 ms while the ports stay quiet.
+            let us = (10u64 << ((idle - 64) / 64).min(7)).min(1000);
+            std::thread::sleep(Duration::from_micros(us));
+        }
+    }
+    0
+}
+
+fn run_appliance(config: Config) -> Result<()> {
+    let eal_args = eal_args(&config)?;
+    eprintln!("rampart: EAL {}", eal_args.join(" "));
+    let eal = Eal::init(&eal_args).context("starting DPDK (are hugepages reserved? echo 256 > /proc/sys/vm/nr_hugepages)")?;
+    let d = &config.dpdk;
+    let workers = d.worker_lcores.len() as u16;
+    let pool = Mempool::new(&eal, "rampart_mbufs", d.mbufs, d.mbuf_cache, 2048 + 128).context("creating the mbuf pool")?;
+    let port_config = PortConfig {
+        rx_queues: workers,
+        tx_queues: workers + 1,
+        rx_desc: d.rx_descriptors,
+        tx_desc: d.tx_descriptors,
+        rss: workers > 1,
+    };
+    let mut ports = Vec::new();
+    for i in &config.interfaces {
+        let port = EthPort::open(&i.device, &port_config, &pool)
+            .with_context(|| format!("opening interface `{}` ({})", i.name, i.device))?;
+        ports.push(port);
+    }
+    let macs: Vec<MacAddr> = config
+        .interfaces
+        .iter()
+        .zip(&ports)
+        .map(|(i, p)| i.mac.unwrap_or(MacAddr(p.mac())))
+        .collect();
+    for (i, (iface, m)) in config.interfaces.iter().zip(&macs).enumerate() {
+        eprintln!("rampart: interface {} = {} port {} mac {}", iface.name, iface.device, ports[i].port_id(), m);
+    }
+
+    let limit = config.limits.states as usize;
+    let host_id = config.appliance.host_id.unwrap_or_else(|| derived_host_id(&config));
+    let start = Instant::now();
+    let boot_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let shared = Shared {
+        interfaces: Arc::new(InterfaceTable::new(&config, &macs)),
+        policy: Arc::new(Published::new(CompiledPolicy::compile(&config))),
+        routes: Arc::new(Published::new(RouteTable::from_config(&config))),
+        neighbors: Arc::new(Published::new(NeighborTable::from_config(&config))),
+        vips: Arc::new(VipTable::from_config(&config)),
+        states: Arc::new(StateTable::new(StateTableConfig {
+            limit,
+            shards: 256,
+            timeouts: TimeoutTable::new(&config.timeouts, config.limits.states),
+            creator: host_id,
+            // pf seeds state ids from the boot time so they don't repeat across restarts.
+            first_id: boot_secs << 32,
+        })),
+    };
+    let control: Arc<ArrayQueue<ToControl<Mbuf>>> = Arc::new(ArrayQueue::new(4096));
+    let stop_workers = Arc::new(AtomicBool::new(false));
+    let mut stats: Vec<Arc<WorkerStats>> = Vec::new();
+    let lcores = d.worker_lcores.clone();
+    for (w, lcore) in lcores.iter().enumerate() {
+        let queues = ports
+            .iter()
+            .map(|p| p.queue(w as u16))
+            .collect::<Result<Vec<_>, _>>()
+            .context("taking worker queues")?;
+        let worker = Worker::new(w as u16, queues, &shared, control.clone());
+        stats.push(worker.stats());
+        let stop = stop_workers.clone();
+        let mode = d.poll;
+        eal.launch(*lcore, move || worker_loop(worker, stop, mode, start))
+            .with_context(|| format!("starting the worker on lcore {lcore}"))?;
+        eprintln!("rampart: worker {w} on lcore {lcore} ({:?} polling)", d.poll);
+    }
+    let mut control_tx = ports
+        .iter()
+        .map(|p| p.queue(workers))
+        .collect::<Result<Vec<_>, _>>()
+        .context("taking the control core's TX queues")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let mut ctl = match &config.control.socket {
+        Some(path) => Some(CtlServer::bind(path).with_context(|| format!("opening the management socket {}", path.display()))?),
+        None => None,
+    };
+    eprintln!(
+        "rampart: {} running: {} interfaces, {} rules, {} workers; stop with SIGINT or SIGTERM",
+        config.appliance.name,
+        config.interfaces.len(),
+        config.rules.len(),
+        workers
+    );
+
+    let mut resolver = NeighborResolver::new();
+    let mut sweep = SweepCursor::default();
+    let mut control_frames = 0u64;
+    let mut control_sent = 0u64;
+    let interval_ms = u64::from(config.timeouts.interval.max(1)) * 1000;
+    let mut last_tick = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let now_ms = start.elapsed().as_millis() as u64;
+        let mut out: Vec<(u16, Vec<u8>)> = Vec::new();
+        while let Some(msg) = control.pop() {
+            match msg {
+                ToControl::Resolve { iface, ip } => {
+                    if let Some(f) = resolver.resolve(&shared.interfaces, iface, ip, now_ms) {
+                        out.push((iface, f));
+                    }
+                }
+                ToControl::Learn { iface, ip, mac } => resolver.learned(&shared.neighbors, iface, ip, mac, now_ms),
+                // CARP and pfsync arrive with their engines; until then the frame is freed.
+                ToControl::Frame { .. } => control_frames += 1,
+            }
+        }
+        if now_ms >= last_tick + 100 {
+            out.extend(resolver.tick(&shared.interfaces, &shared.neighbors, now_ms));
+            // Visit every state about once per interval, a slice every 100 ms.
+            let budget = (shared.states.len() * 100 / interval_ms as usize).max(1024);
+            shared.states.sweep(now_ms, &mut sweep, budget, |_| {});
+            last_tick = now_ms;
+        }
+        for (iface, frame) in out {
+            if send(&mut control_tx[iface as usize], &frame) {
+                control_sent += 1;
+            }
+        }
+        if let Some(server) = ctl.as_mut() {
+            server.poll(|command| {
+                let cx = ReportContext {
+                    config: &config,
+                    states: &shared.states,
+                    workers: &stats,
+                    uptime: start.elapsed(),
+                    devices: ports.iter().map(|p| p.stats().ok().map(device_stats)).collect(),
+                    control: serde_json::json!({ "frames": control_frames, "sent": control_sent, "neighbors": shared.neighbors.load().len() }),
+                    now_ms,
+                };
+                match command {
+                    "info" => report::info(&cx),
+                    "states" => report::states(&cx, 10_000),
+                    _ => report::rules(&cx),
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    eprintln!("rampart: stopping");
+    stop_workers.store(true, Ordering::Relaxed);
+    for lcore in &lcores {
+        eal.wait(*lcore);
+    }
+    drop(control_tx);
+    for p in &ports {
+        let _ = p.stop();
+    }
+    let now_ms = start.elapsed().as_millis() as u64;
+    let cx = ReportContext {
+        config: &config,
+        states: &shared.states,
+        workers: &stats,
+        uptime: start.elapsed(),
+        devices: ports.iter().map(|p| p.stats().ok().map(device_stats)).collect(),
+        control: serde_json::json!({ "frames": control_frames, "sent": control_sent }),
+        now_ms,
+    };
+    crate::ctl::print_info(&report::info(&cx));
+    // Frames still queued for the control core hold mbufs: free them before the pool goes.
+    while control.pop().is_some() {}
+    drop(ctl);
+    Ok(())
+}
+
+/// Transmits one frame the control core built on its own TX queue.
+fn send(queue: &mut rampart_dataplane::io::dpdk::DpdkQueue, frame: &[u8]) -> bool {
+    let Some(mut buf) = queue.alloc() else { return false };
+    if !buf.set_frame_len(frame.len()) {
+        return false;
+    }
+    buf.data_mut().copy_from_slice(frame);
+    let mut batch = vec![buf];
+    queue.tx_burst(&mut batch) == 1
+}
+
+fn device_stats(s: rampart_dataplane::io::dpdk::PortStats) -> DeviceStats {
+    DeviceStats {
+        ipackets: s.ipackets,
+        opackets: s.opackets,
+        ibytes: s.ibytes,
+        obytes: s.obytes,
+        imissed: s.imissed,
+        ierrors: s.ierrors,
+        oerrors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    }
+}
+
+/// A stable host id when `[appliance] host_id` is not set: a hash of the appliance's name
+/// (FNV-1a), never 0. Two nodes of a pair must have different names or set `host_id`.
+fn derived_host_id(config: &Config) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in config.appliance.name.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_addresses_and_vdevs_are_told_apart() {
+        assert!(is_pci_address("0000:03:00.0"));
+        assert!(is_pci_address("03:00.1"));
+        assert!(!is_pci_address("net_af_xdp0,iface=veth0"));
+        assert!(!is_pci_address("net_null0"));
+        assert!(!is_pci_address("0000:03:00"));
+    }
+}
