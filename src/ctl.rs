@@ -61,7 +61,13 @@ fn n(v: &Value) -> u64 {
 }
 
 fn duration(secs: u64) -> String {
-    format!("{} days {:02}:{:02}:{:02}", secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60)
+    format!(
+        "{} days {:02}:{:02}:{:02}",
+        secs / 86400,
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 fn hms(secs: u64) -> String {
@@ -117,7 +123,8 @@ pub fn print_info(v: &Value) {
             n(&p["tx_packets"]),
             n(&p["tx_bytes"]),
             n(&p["tx_dropped"]),
-            p.get("missed").map_or("-".to_string(), |m| n(m).to_string()),
+            p.get("missed")
+                .map_or("-".to_string(), |m| n(m).to_string()),
         );
     }
 }
@@ -148,9 +155,16 @@ fn print_states(v: &Value) {
             n(&p[1]),
             n(&b[0]),
             n(&b[1]),
-            s["rule"].as_u64().map(|r| format!(", rule {r}")).unwrap_or_default(),
+            s["rule"]
+                .as_u64()
+                .map(|r| format!(", rule {r}"))
+                .unwrap_or_default(),
         );
-        println!("   id: {} creatorid: {}", s["id"].as_str().unwrap_or("?"), s["creator"].as_str().unwrap_or("?"));
+        println!(
+            "   id: {} creatorid: {}",
+            s["id"].as_str().unwrap_or("?"),
+            s["creator"].as_str().unwrap_or("?")
+        );
     }
     if n(&v["total"]) > n(&v["shown"]) {
         println!("({} of {} states shown)", n(&v["shown"]), n(&v["total"]));
@@ -168,5 +182,8 @@ fn print_rules(v: &Value) {
             n(&r["states"])
         );
     }
-    println!("(no rule matched: default {})", v["default"].as_str().unwrap_or("?"));
+    println!(
+        "(no rule matched: default {})",
+        v["default"].as_str().unwrap_or("?")
+    );
 }

@@ -79,7 +79,11 @@ pub fn eal_args(config: &Config) -> Result<Vec<String>> {
     lcores.extend(&d.worker_lcores);
     let mut args = vec![
         "-l".to_string(),
-        lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+        lcores
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         "--main-lcore".to_string(),
         d.control_lcore.to_string(),
     ];
@@ -87,7 +91,11 @@ pub fn eal_args(config: &Config) -> Result<Vec<String>> {
     for i in &config.interfaces {
         if is_pci_address(&i.device) {
             if no_pci {
-                bail!("interface `{}` is PCI device {} but [dpdk] eal_args has --no-pci", i.name, i.device);
+                bail!(
+                    "interface `{}` is PCI device {} but [dpdk] eal_args has --no-pci",
+                    i.name,
+                    i.device
+                );
             }
             args.push("-a".to_string());
             args.push(i.device.clone());
@@ -101,7 +109,12 @@ pub fn eal_args(config: &Config) -> Result<Vec<String>> {
 
 /// The worker's loop on its lcore: poll until told to stop, backing off when idle in
 /// adaptive mode (as DPDK's l3fwd-power and VPP's adaptive mode do), so cores can be shared.
-fn worker_loop<P: Port>(mut worker: Worker<P>, stop: Arc<AtomicBool>, mode: PollMode, start: Instant) -> i32 {
+fn worker_loop<P: Port>(
+    mut worker: Worker<P>,
+    stop: Arc<AtomicBool>,
+    mode: PollMode,
+    start: Instant,
+) -> i32 {
     let mut idle: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
         let now_ms = start.elapsed().as_millis() as u64;
@@ -122,10 +135,12 @@ fn worker_loop<P: Port>(mut worker: Worker<P>, stop: Arc<AtomicBool>, mode: Poll
 fn run_appliance(config: Config) -> Result<()> {
     let eal_args = eal_args(&config)?;
     eprintln!("rampart: EAL {}", eal_args.join(" "));
-    let eal = Eal::init(&eal_args).context("starting DPDK (are hugepages reserved? echo 256 > /proc/sys/vm/nr_hugepages)")?;
+    let eal = Eal::init(&eal_args)
+        .context("starting DPDK (are hugepages reserved? echo 256 > /proc/sys/vm/nr_hugepages)")?;
     let d = &config.dpdk;
     let workers = d.worker_lcores.len() as u16;
-    let pool = Mempool::new(&eal, "rampart_mbufs", d.mbufs, d.mbuf_cache, 2048 + 128).context("creating the mbuf pool")?;
+    let pool = Mempool::new(&eal, "rampart_mbufs", d.mbufs, d.mbuf_cache, 2048 + 128)
+        .context("creating the mbuf pool")?;
     let port_config = PortConfig {
         rx_queues: workers,
         tx_queues: workers + 1,
@@ -146,13 +161,24 @@ fn run_appliance(config: Config) -> Result<()> {
         .map(|(i, p)| i.mac.unwrap_or(MacAddr(p.mac())))
         .collect();
     for (i, (iface, m)) in config.interfaces.iter().zip(&macs).enumerate() {
-        eprintln!("rampart: interface {} = {} port {} mac {}", iface.name, iface.device, ports[i].port_id(), m);
+        eprintln!(
+            "rampart: interface {} = {} port {} mac {}",
+            iface.name,
+            iface.device,
+            ports[i].port_id(),
+            m
+        );
     }
 
     let limit = config.limits.states as usize;
-    let host_id = config.appliance.host_id.unwrap_or_else(|| derived_host_id(&config));
+    let host_id = config
+        .appliance
+        .host_id
+        .unwrap_or_else(|| derived_host_id(&config));
     let start = Instant::now();
-    let boot_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let boot_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let shared = Shared {
         interfaces: Arc::new(InterfaceTable::new(&config, &macs)),
         policy: Arc::new(Published::new(CompiledPolicy::compile(&config))),
@@ -184,7 +210,10 @@ fn run_appliance(config: Config) -> Result<()> {
         let mode = d.poll;
         eal.launch(*lcore, move || worker_loop(worker, stop, mode, start))
             .with_context(|| format!("starting the worker on lcore {lcore}"))?;
-        eprintln!("rampart: worker {w} on lcore {lcore} ({:?} polling)", d.poll);
+        eprintln!(
+            "rampart: worker {w} on lcore {lcore} ({:?} polling)",
+            d.poll
+        );
     }
     let mut control_tx = ports
         .iter()
@@ -197,7 +226,10 @@ fn run_appliance(config: Config) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     let mut ctl = match &config.control.socket {
-        Some(path) => Some(CtlServer::bind(path).with_context(|| format!("opening the management socket {}", path.display()))?),
+        Some(path) => Some(
+            CtlServer::bind(path)
+                .with_context(|| format!("opening the management socket {}", path.display()))?,
+        ),
         None => None,
     };
     eprintln!(
@@ -224,7 +256,9 @@ fn run_appliance(config: Config) -> Result<()> {
                         out.push((iface, f));
                     }
                 }
-                ToControl::Learn { iface, ip, mac } => resolver.learned(&shared.neighbors, iface, ip, mac, now_ms),
+                ToControl::Learn { iface, ip, mac } => {
+                    resolver.learned(&shared.neighbors, iface, ip, mac, now_ms)
+                }
                 // CARP and pfsync arrive with their engines; until then the frame is freed.
                 ToControl::Frame { .. } => control_frames += 1,
             }
@@ -277,7 +311,10 @@ fn run_appliance(config: Config) -> Result<()> {
         states: &shared.states,
         workers: &stats,
         uptime: start.elapsed(),
-        devices: ports.iter().map(|p| p.stats().ok().map(device_stats)).collect(),
+        devices: ports
+            .iter()
+            .map(|p| p.stats().ok().map(device_stats))
+            .collect(),
         control: serde_json::json!({ "frames": control_frames, "sent": control_sent }),
         now_ms,
     };
@@ -290,7 +327,9 @@ fn run_appliance(config: Config) -> Result<()> {
 
 /// Transmits one frame the control core built on its own TX queue.
 fn send(queue: &mut rampart_dataplane::io::dpdk::DpdkQueue, frame: &[u8]) -> bool {
-    let Some(mut buf) = queue.alloc() else { return false };
+    let Some(mut buf) = queue.alloc() else {
+        return false;
+    };
     if !buf.set_frame_len(frame.len()) {
         return false;
     }

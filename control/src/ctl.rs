@@ -43,7 +43,10 @@ impl CtlServer {
         }
         let listener = UnixListener::bind(path)?;
         listener.set_nonblocking(true)?;
-        Ok(CtlServer { listener, path: path.to_path_buf() })
+        Ok(CtlServer {
+            listener,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Answers every client waiting now; `answer` maps a command to its JSON reply.
@@ -65,12 +68,17 @@ impl Drop for CtlServer {
     }
 }
 
-fn serve(stream: UnixStream, answer: &mut impl FnMut(&str) -> serde_json::Value) -> std::io::Result<()> {
+fn serve(
+    stream: UnixStream,
+    answer: &mut impl FnMut(&str) -> serde_json::Value,
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(READ_DEADLINE))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
-    BufReader::new(stream.try_clone()?).take(256).read_line(&mut line)?;
+    BufReader::new(stream.try_clone()?)
+        .take(256)
+        .read_line(&mut line)?;
     let command = line.trim();
     let reply = if COMMANDS.contains(&command) {
         answer(command)
@@ -91,9 +99,9 @@ pub fn request(path: &Path, command: &str) -> std::io::Result<serde_json::Value>
     stream.write_all(b"\n")?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
-    serde_json::from_str(&reply).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_str(&reply)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -108,7 +116,12 @@ mod tests {
         assert!(CtlServer::bind(&path).is_err());
         let client = std::thread::spawn({
             let path = path.clone();
-            move || (request(&path, "info").unwrap(), request(&path, "bogus").unwrap())
+            move || {
+                (
+                    request(&path, "info").unwrap(),
+                    request(&path, "bogus").unwrap(),
+                )
+            }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !client.is_finished() && std::time::Instant::now() < deadline {
@@ -117,7 +130,10 @@ mod tests {
         }
         let (info, bogus) = client.join().unwrap();
         assert_eq!(info["command"], "info");
-        assert!(bogus["error"].as_str().unwrap().contains("unknown command `bogus`"));
+        assert!(bogus["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown command `bogus`"));
         drop(server);
         assert!(!path.exists(), "the socket is removed on shutdown");
         let _ = std::fs::remove_dir_all(&dir);

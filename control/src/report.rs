@@ -116,7 +116,11 @@ fn state_json(cx: &ReportContext, s: &State) -> Value {
     let ((a0, p0), (a1, p1)) = s.key.endpoints();
     let proto = s.key.proto();
     let ports = proto == 6 || proto == 17;
-    let ((src, sport), (dst, dport)) = if s.initiator() == 0 { ((a0, p0), (a1, p1)) } else { ((a1, p1), (a0, p0)) };
+    let ((src, sport), (dst, dport)) = if s.initiator() == 0 {
+        ((a0, p0), (a1, p1))
+    } else {
+        ((a1, p1), (a0, p0))
+    };
     let (src_state, dst_state) = s.state_names();
     let expires = cx.states.expires_at(s);
     json!({

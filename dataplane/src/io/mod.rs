@@ -4,6 +4,8 @@
 //! virtual devices) and the in-memory backend ([`mem`], for tests, `rampart replay` and
 //! benchmarks) both implement it.
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod mem;
 
 /// The most frames a worker moves per `rx_burst`/`tx_burst` (DPDK's customary burst).

@@ -36,7 +36,7 @@ use crate::vip::VipTable;
 use crate::wire::parse::{parse_frame, parse_quoted, Fragment, ParsedFrame, QuotedL4, L3, L4};
 use crate::wire::{arp, checksum, ip_protocol, MacAddr, NdiscPacket, TcpOptions};
 
-pub use stats::{Counter, DropReason, PortStats, WorkerStats};
+pub use stats::{Counter, DropReason, PortStats, RuleStats, WorkerStats};
 
 /// What the control core must see, handed over by a worker.
 pub enum ToControl<B> {
@@ -189,7 +189,7 @@ impl<P: Port> Worker<P> {
             routes: Snapshot::new(shared.routes.clone()),
             neighbors: Snapshot::new(shared.neighbors.clone()),
             control,
-            stats: Arc::new(WorkerStats::new(n)),
+            stats: Arc::new(WorkerStats::new(n, shared.policy.load().rule_count())),
             rx: Vec::with_capacity(BURST),
             tx: (0..n)
                 .map(|_| Vec::with_capacity(BURST * n.max(1)))
@@ -495,11 +495,17 @@ impl<P: Port> Worker<P> {
                 let mac = self.neighbors.get().lookup(hop.iface, hop.via);
                 match mac {
                     Some(mac) => {
-                        self.hops[slot] = Some(CachedHop { dst: f.dst, iface: hop.iface, mac, generation });
+                        self.hops[slot] = Some(CachedHop {
+                            dst: f.dst,
+                            iface: hop.iface,
+                            mac,
+                            generation,
+                        });
                         (hop.iface, Some(mac))
                     }
                     None => {
-                        if let Err(o) = self.filter(port, Some(hop.iface), buf, p, now_ms, own_mac) {
+                        if let Err(o) = self.filter(port, Some(hop.iface), buf, p, now_ms, own_mac)
+                        {
                             return o;
                         }
                         self.request_resolution(hop.iface, hop.via, now_ms);
@@ -514,7 +520,9 @@ impl<P: Port> Worker<P> {
         if f.l3_len > u32::from(self.interfaces.mtu(out)) {
             return Outcome::Drop(DropReason::TooBig);
         }
-        let Some(next_mac) = next_mac else { return Outcome::Drop(DropReason::NoNeighbor) };
+        let Some(next_mac) = next_mac else {
+            return Outcome::Drop(DropReason::NoNeighbor);
+        };
         let data = buf.data_mut();
         decrement_ttl(data, f);
         data[0..6].copy_from_slice(&next_mac.0);
@@ -679,6 +687,9 @@ impl<P: Port> Worker<P> {
             );
             self.stats.rule_evaluations.inc();
             let v = self.policy.get().evaluate(&meta);
+            if let Some(r) = v.rule {
+                self.stats.rule_packet(r, f.l3_len);
+            }
             if v.action == Action::Block {
                 drop(shard);
                 return Err(self.blocked(in_port, buf, f, v, own_mac));
@@ -716,7 +727,12 @@ impl<P: Port> Worker<P> {
                 let mut st = new_state(p, buf.data(), iface, !inbound, v, now_ms);
                 st.covers = cover_all(true);
                 match shard.insert(p.hash, st) {
-                    Ok(_) => self.stats.state_inserts.inc(),
+                    Ok(_) => {
+                        self.stats.state_inserts.inc();
+                        if let Some(r) = v.rule.and_then(|r| self.stats.rules.get(r as usize)) {
+                            r.states.inc();
+                        }
+                    }
                     Err(_) => return Err(Outcome::Drop(DropReason::Memory)),
                 }
             }
@@ -771,6 +787,7 @@ impl<P: Port> Worker<P> {
         }
         st.packets[s] += 1;
         st.bytes[s] += u64::from(f.l3_len);
+        self.stats.rule_packet(st.rule, f.l3_len);
         Ok(())
     }
 

@@ -145,10 +145,22 @@ pub struct PortStats {
     pub tx_dropped: Counter,
 }
 
+/// Per-rule counters of one worker (pfctl -vsr's Packets / Bytes / States).
+#[derive(Default, Debug)]
+pub struct RuleStats {
+    /// Packets the rule decided, and packets of the states it created.
+    pub packets: Counter,
+    pub bytes: Counter,
+    /// States the rule created.
+    pub states: Counter,
+}
+
 /// Everything one worker counts.
 #[derive(Debug)]
 pub struct WorkerStats {
     pub ports: Vec<PortStats>,
+    /// Indexed by rule (0-based), as the policy the worker started with.
+    pub rules: Vec<RuleStats>,
     pub drops: [Counter; DropReason::COUNT],
     /// State lookups (pf's "searches").
     pub state_searches: Counter,
@@ -169,9 +181,10 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
-    pub fn new(ports: usize) -> WorkerStats {
+    pub fn new(ports: usize, rules: usize) -> WorkerStats {
         WorkerStats {
             ports: (0..ports).map(|_| PortStats::default()).collect(),
+            rules: (0..rules).map(|_| RuleStats::default()).collect(),
             drops: Default::default(),
             state_searches: Counter::default(),
             state_inserts: Counter::default(),
@@ -193,6 +206,15 @@ impl WorkerStats {
         self.drops[reason as usize].get()
     }
 
+    /// Counts a packet against rule `rule` (0-based), if the worker knows that rule.
+    #[inline]
+    pub fn rule_packet(&self, rule: u32, bytes: u32) {
+        if let Some(r) = self.rules.get(rule as usize) {
+            r.packets.inc();
+            r.bytes.add(u64::from(bytes));
+        }
+    }
+
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().map(Counter::get).sum()
     }
@@ -211,7 +233,7 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
-        let s = WorkerStats::new(2);
+        let s = WorkerStats::new(2, 3);
         s.count_drop(DropReason::Match);
         s.count_drop(DropReason::Match);
         s.ports[1].rx_packets.add(5);
