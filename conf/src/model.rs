@@ -212,7 +212,7 @@ pub struct Carp {
     pub interface: String,
     /// The virtual addresses this vhid carries (both peers must list the same set).
     pub addresses: Vec<IpAddr>,
-    /// Advertisement base interval, seconds (1..=254).
+    /// Advertisement base interval, seconds (0..=254; 0 gives sub-second intervals).
     pub advbase: u8,
     /// Advertisement skew, 1/256 s (0..=254).
     pub advskew: u8,

@@ -766,8 +766,15 @@ impl Validator<'_> {
                     "a CARP group needs at least one virtual address",
                 );
             }
-            let advbase = self.bounded(file, c.advbase, "advbase", 1, 254, 1) as u8;
+            // advbase 0 gives sub-second intervals (OpenBSD allows it), as long as the
+            // interval (advbase + advskew/256 s) is not zero.
+            let advbase_span = c.advbase.as_ref().map(|a| a.span());
+            let advbase = self.bounded(file, c.advbase, "advbase", 0, 254, 1) as u8;
             let advskew = self.bounded(file, c.advskew, "advskew", 0, 254, 0) as u8;
+            if advbase == 0 && advskew == 0 {
+                let at = advbase_span.unwrap_or(span.clone());
+                self.err(file, at, "advbase 0 needs advskew above 0: the advertisement interval (advbase + advskew/256 s) would be zero");
+            }
             let mut key = [0u8; 20];
             if let Some(p) = &c.passphrase {
                 let bytes = p.get_ref().as_bytes();
