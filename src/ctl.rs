@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum What {
     /// State table totals, drop counters and per-port counters (pfctl -s info).
     Info,
@@ -13,6 +13,8 @@ enum What {
     States,
     /// The rules with their counters (pfctl -vs rules).
     Rules,
+    /// CARP groups as OpenBSD's ifconfig shows them; `carp demote N` / `carp promote`.
+    Carp,
 }
 
 #[derive(clap::Args)]
@@ -22,18 +24,30 @@ pub struct Args {
     socket: PathBuf,
     #[arg(value_enum)]
     what: What,
+    /// For `carp`: `demote N` (operator demotion, like carpdemote) or `promote`.
+    #[arg(value_name = "ARGS")]
+    args: Vec<String>,
     /// Print the reply as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let command = match args.what {
+    let mut command = match args.what {
         What::Info => "info",
         What::States => "states",
         What::Rules => "rules",
-    };
-    let reply = match rampart_control::ctl::request(&args.socket, command) {
+        What::Carp => "carp",
+    }
+    .to_string();
+    if !args.args.is_empty() {
+        if args.what != What::Carp {
+            eprintln!("rampart ctl: `{command}` takes no arguments");
+            return ExitCode::from(2);
+        }
+        command = format!("{command} {}", args.args.join(" "));
+    }
+    let reply = match rampart_control::ctl::request(&args.socket, &command) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("rampart ctl: {}: {e}", args.socket.display());
@@ -52,6 +66,7 @@ pub fn run(args: Args) -> ExitCode {
         What::Info => print_info(&reply),
         What::States => print_states(&reply),
         What::Rules => print_rules(&reply),
+        What::Carp => print_carp(&reply),
     }
     ExitCode::SUCCESS
 }
@@ -186,4 +201,57 @@ fn print_rules(v: &Value) {
         "(no rule matched: default {})",
         v["default"].as_str().unwrap_or("?")
     );
+}
+
+fn print_carp(v: &Value) {
+    for g in v["groups"].as_array().into_iter().flatten() {
+        println!(
+            "carp: {} carpdev {} vhid {} advbase {} advskew {}",
+            g["state"].as_str().unwrap_or("?"),
+            g["carpdev"].as_str().unwrap_or("?"),
+            n(&g["vhid"]),
+            n(&g["advbase"]),
+            n(&g["advskew"]),
+        );
+        let addrs: Vec<&str> = g["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "      lladdr {} inet {}",
+            g["mac"].as_str().unwrap_or("?"),
+            addrs.join(" ")
+        );
+        println!(
+            "      since {:.1} s: {}",
+            g["since_s"].as_f64().unwrap_or(0.0),
+            g["reason"].as_str().unwrap_or("?")
+        );
+        if let Some(h) = g["last_heard"].as_object() {
+            println!(
+                "      last advert {:.1} s ago from {} (advbase {} advskew {} demote {})",
+                h["ago_s"].as_f64().unwrap_or(0.0),
+                h["from"].as_str().unwrap_or("?"),
+                n(&h["advbase"]),
+                n(&h["advskew"]),
+                n(&h["demote"])
+            );
+        }
+        let c = &g["counters"];
+        println!(
+            "      sent {} accepted {} bad-hmac {} own-loop {} became-master {}",
+            n(&c["sent"]),
+            n(&c["accepted"]),
+            n(&c["bad_hmac"]),
+            n(&c["own_loop"]),
+            n(&c["became_master"])
+        );
+    }
+    println!("demotion: {}", n(&v["demotion"]));
+    if let Some(c) = v["counters"].as_object() {
+        let parts: Vec<String> = c.iter().map(|(k, val)| format!("{k} {}", n(val))).collect();
+        println!("counters: {}", parts.join(", "));
+    }
 }

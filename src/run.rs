@@ -16,8 +16,8 @@ use anyhow::{bail, Context, Result};
 use crossbeam::queue::ArrayQueue;
 use rampart_conf::{Config, MacAddr, PollMode};
 use rampart_control::ctl::CtlServer;
-use rampart_control::neighbor::NeighborResolver;
 use rampart_control::report::{self, DeviceStats, ReportContext};
+use rampart_control::runtime::{ControlPlane, Outgoing};
 use rampart_dataplane::filter::CompiledPolicy;
 use rampart_dataplane::iface::InterfaceTable;
 use rampart_dataplane::io::dpdk::{Eal, EthPort, Mbuf, Mempool, PortConfig};
@@ -25,7 +25,6 @@ use rampart_dataplane::io::{PacketBuf, Port};
 use rampart_dataplane::neighbor::NeighborTable;
 use rampart_dataplane::route::RouteTable;
 use rampart_dataplane::shared::Published;
-use rampart_dataplane::state::table::SweepCursor;
 use rampart_dataplane::state::{StateTable, StateTableConfig, TimeoutTable};
 use rampart_dataplane::vip::VipTable;
 use rampart_dataplane::worker::{Shared, ToControl, Worker, WorkerStats};
@@ -240,51 +239,33 @@ fn run_appliance(config: Config) -> Result<()> {
         workers
     );
 
-    let mut resolver = NeighborResolver::new();
-    let mut sweep = SweepCursor::default();
-    let mut control_frames = 0u64;
+    let mut plane = ControlPlane::new(&config, shared.clone(), random_u64)
+        .map_err(|e| anyhow::anyhow!("CARP: {e}"))?;
     let mut control_sent = 0u64;
-    let interval_ms = u64::from(config.timeouts.interval.max(1)) * 1000;
-    let mut last_tick = 0u64;
+    let mut control_tx_failed = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let now_ms = start.elapsed().as_millis() as u64;
-        let mut out: Vec<(u16, Vec<u8>)> = Vec::new();
+        let now = start.elapsed();
+        let mut out: Outgoing = Vec::new();
         while let Some(msg) = control.pop() {
-            match msg {
-                ToControl::Resolve { iface, ip } => {
-                    if let Some(f) = resolver.resolve(&shared.interfaces, iface, ip, now_ms) {
-                        out.push((iface, f));
-                    }
-                }
-                ToControl::Learn { iface, ip, mac } => {
-                    resolver.learned(&shared.neighbors, iface, ip, mac, now_ms)
-                }
-                // CARP and pfsync arrive with their engines; until then the frame is freed.
-                ToControl::Frame { .. } => control_frames += 1,
-            }
+            plane.handle(msg, now, &mut out);
         }
-        if now_ms >= last_tick + 100 {
-            out.extend(resolver.tick(&shared.interfaces, &shared.neighbors, now_ms));
-            // Visit every state about once per interval, a slice every 100 ms.
-            let budget = (shared.states.len() * 100 / interval_ms as usize).max(1024);
-            shared.states.sweep(now_ms, &mut sweep, budget, |_| {});
-            last_tick = now_ms;
-        }
-        for (iface, frame) in out {
-            if send(&mut control_tx[iface as usize], &frame) {
-                control_sent += 1;
-            }
-        }
+        plane.tick(now, &mut out);
         if let Some(server) = ctl.as_mut() {
             server.poll(|command| {
+                if let Some(reply) = plane.command(command, now, &mut out) {
+                    return reply;
+                }
                 let cx = ReportContext {
                     config: &config,
                     states: &shared.states,
                     workers: &stats,
-                    uptime: start.elapsed(),
-                    devices: ports.iter().map(|p| p.stats().ok().map(device_stats)).collect(),
-                    control: serde_json::json!({ "frames": control_frames, "sent": control_sent, "neighbors": shared.neighbors.load().len() }),
-                    now_ms,
+                    uptime: now,
+                    devices: ports
+                        .iter()
+                        .map(|p| p.stats().ok().map(device_stats))
+                        .collect(),
+                    control: control_json(&plane, control_sent, control_tx_failed, &shared),
+                    now_ms: now.as_millis() as u64,
                 };
                 match command {
                     "info" => report::info(&cx),
@@ -293,7 +274,26 @@ fn run_appliance(config: Config) -> Result<()> {
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(1));
+        for (iface, frame) in out {
+            if send(&mut control_tx[iface as usize], &frame) {
+                control_sent += 1;
+            } else {
+                control_tx_failed += 1;
+            }
+        }
+        // The control core does not busy-poll: it shares its CPU. Sleep until CARP's next
+        // timer or 1 ms, whichever is sooner.
+        let nap = plane.next_timeout().map_or(Duration::from_millis(1), |t| {
+            t.saturating_sub(start.elapsed())
+                .min(Duration::from_millis(1))
+        });
+        std::thread::sleep(nap.max(Duration::from_micros(50)));
+    }
+    // Bow out of every CARP group first, so a backup takes over at once.
+    let mut out: Outgoing = Vec::new();
+    plane.shutdown(start.elapsed(), &mut out);
+    for (iface, frame) in out {
+        send(&mut control_tx[iface as usize], &frame);
     }
 
     eprintln!("rampart: stopping");
@@ -315,7 +315,7 @@ fn run_appliance(config: Config) -> Result<()> {
             .iter()
             .map(|p| p.stats().ok().map(device_stats))
             .collect(),
-        control: serde_json::json!({ "frames": control_frames, "sent": control_sent }),
+        control: control_json(&plane, control_sent, control_tx_failed, &shared),
         now_ms,
     };
     crate::ctl::print_info(&report::info(&cx));
@@ -336,6 +336,42 @@ fn send(queue: &mut rampart_dataplane::io::dpdk::DpdkQueue, frame: &[u8]) -> boo
     buf.data_mut().copy_from_slice(frame);
     let mut batch = vec![buf];
     queue.tx_burst(&mut batch) == 1
+}
+
+/// The control core's own counters, for `rampart ctl info`.
+fn control_json(
+    plane: &ControlPlane,
+    sent: u64,
+    failed: u64,
+    shared: &Shared,
+) -> serde_json::Value {
+    let c = plane.counters;
+    serde_json::json!({
+        "frames_sent": sent,
+        "frames_send_failed": failed,
+        "carp_frames": c.carp_frames,
+        "pfsync_frames": c.pfsync_frames,
+        "solicitations": c.solicitations,
+        "neighbors_learned": c.learned,
+        "neighbors": shared.neighbors.load().len(),
+    })
+}
+
+/// 64 random bits from the kernel (CARP's per-group replay cookies).
+fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        // Still distinct per process and group: mix the time and pid.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    u64::from_ne_bytes(b)
 }
 
 fn device_stats(s: rampart_dataplane::io::dpdk::PortStats) -> DeviceStats {

@@ -11,8 +11,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Commands the socket answers.
-pub const COMMANDS: &[&str] = &["info", "states", "rules"];
+/// Commands the socket answers (the first word of the line): `info`, `states`, `rules`,
+/// `carp`, `carp demote N`, `carp promote`.
+pub const COMMANDS: &[&str] = &["info", "states", "rules", "carp"];
 
 /// How long a client may take to send its command line.
 const READ_DEADLINE: Duration = Duration::from_millis(200);
@@ -80,7 +81,8 @@ fn serve(
         .take(256)
         .read_line(&mut line)?;
     let command = line.trim();
-    let reply = if COMMANDS.contains(&command) {
+    let first = command.split_whitespace().next().unwrap_or("");
+    let reply = if COMMANDS.contains(&first) {
         answer(command)
     } else {
         serde_json::json!({ "error": format!("unknown command `{command}`; commands: {}", COMMANDS.join(", ")) })

@@ -4,6 +4,7 @@
 //! - [`neighbor`]: ARP / ND resolution of next hops and learning of neighbours.
 //! - [`ctl`]: the management socket (`rampart ctl`).
 //! - [`report`]: pfctl's views (info, states, rules) as JSON.
+//! - [`runtime`]: the control core's duties, driving the engines (backend-independent).
 //!
 //! pfsync arrives with its own work; nothing here pretends to run it yet.
 
@@ -11,3 +12,4 @@ pub mod carp;
 pub mod ctl;
 pub mod neighbor;
 pub mod report;
+pub mod runtime;

@@ -1,0 +1,335 @@
+//! The control core's duties, independent of the port backend: what to do with what the
+//! workers hand over, when timers fire, and what an operator asks on the management socket.
+//!
+//! Sans-IO like the engines it drives: it returns the frames to transmit (per interface) and
+//! the caller sends them from the control core's own TX queue. `rampart run` drives it with
+//! the monotonic clock.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rampart_conf::Config;
+use rampart_dataplane::io::PacketBuf;
+use rampart_dataplane::state::table::SweepCursor;
+use rampart_dataplane::worker::{Shared, ToControl};
+use serde_json::{json, Value};
+
+use crate::carp::{Action, CarpEngine};
+use crate::neighbor::NeighborResolver;
+
+/// Ethernet's minimum frame (without FCS): short frames are padded before they leave.
+const MIN_FRAME: usize = 60;
+
+/// Frames to transmit: (interface, frame).
+pub type Outgoing = Vec<(u16, Vec<u8>)>;
+
+/// What the control core counts about its own work.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ControlCounters {
+    pub carp_frames: u64,
+    pub pfsync_frames: u64,
+    pub other_frames: u64,
+    pub solicitations: u64,
+    pub learned: u64,
+}
+
+/// The control core's state.
+pub struct ControlPlane {
+    shared: Shared,
+    resolver: NeighborResolver,
+    carp: CarpEngine,
+    sweep: SweepCursor,
+    last_tick: Duration,
+    interval: Duration,
+    pub counters: ControlCounters,
+    /// Transitions and warnings, newest last (bounded), for `rampart ctl carp` and the log.
+    pub events: Vec<String>,
+    /// Per CARP group, as configured: (advbase, advskew, preempt).
+    carp_settings: Vec<(u8, u8, bool)>,
+}
+
+const MAX_EVENTS: usize = 64;
+
+impl ControlPlane {
+    /// `cookie` draws each CARP group's random replay cookie.
+    pub fn new(
+        config: &Config,
+        shared: Shared,
+        cookie: impl FnMut() -> u64,
+    ) -> Result<ControlPlane, String> {
+        let carp = CarpEngine::from_config(config, &shared.interfaces, cookie)
+            .map_err(|e| e.to_string())?;
+        Ok(ControlPlane {
+            shared,
+            resolver: NeighborResolver::new(),
+            carp,
+            sweep: SweepCursor::default(),
+            last_tick: Duration::ZERO,
+            interval: Duration::from_secs(u64::from(config.timeouts.interval.max(1))),
+            counters: ControlCounters::default(),
+            events: Vec::new(),
+            carp_settings: config
+                .carp
+                .iter()
+                .map(|c| (c.advbase, c.advskew, c.preempt))
+                .collect(),
+        })
+    }
+
+    pub fn carp(&self) -> &CarpEngine {
+        &self.carp
+    }
+
+    fn event(&mut self, now: Duration, text: String) {
+        eprintln!("rampart: [{:>10.3}] {text}", now.as_secs_f64());
+        if self.events.len() == MAX_EVENTS {
+            self.events.remove(0);
+        }
+        self.events.push(format!("{:.3} {text}", now.as_secs_f64()));
+    }
+
+    /// Handles one message from a worker.
+    pub fn handle<B: PacketBuf>(&mut self, msg: ToControl<B>, now: Duration, out: &mut Outgoing) {
+        let now_ms = now.as_millis() as u64;
+        match msg {
+            ToControl::Resolve { iface, ip } => {
+                if let Some(f) = self
+                    .resolver
+                    .resolve(&self.shared.interfaces, iface, ip, now_ms)
+                {
+                    self.counters.solicitations += 1;
+                    out.push((iface, f));
+                }
+            }
+            ToControl::Learn { iface, ip, mac } => {
+                self.counters.learned += 1;
+                self.resolver
+                    .learned(&self.shared.neighbors, iface, ip, mac, now_ms);
+            }
+            ToControl::Frame { iface, buf } => {
+                let frame = buf.data();
+                match ip_protocol(frame) {
+                    Some(112) => {
+                        self.counters.carp_frames += 1;
+                        let actions = self.carp.handle_frame(iface, frame, now);
+                        self.apply(actions, now, out);
+                    }
+                    // pfsync arrives with its engine; until then the frame is counted.
+                    Some(240) => self.counters.pfsync_frames += 1,
+                    _ => self.counters.other_frames += 1,
+                }
+            }
+        }
+    }
+
+    /// Timers: CARP's, neighbour retries, and a slice of the state sweep.
+    pub fn tick(&mut self, now: Duration, out: &mut Outgoing) {
+        let actions = self.carp.poll(now);
+        self.apply(actions, now, out);
+        if now >= self.last_tick + Duration::from_millis(100) {
+            let now_ms = now.as_millis() as u64;
+            for (iface, f) in
+                self.resolver
+                    .tick(&self.shared.interfaces, &self.shared.neighbors, now_ms)
+            {
+                self.counters.solicitations += 1;
+                out.push((iface, f));
+            }
+            // Visit every state about once per `interval`, a slice every 100 ms.
+            let slices = (self.interval.as_millis() / 100).max(1) as usize;
+            let budget = (self.shared.states.len() / slices).max(1024);
+            self.shared
+                .states
+                .sweep(now_ms, &mut self.sweep, budget, |_| {});
+            self.last_tick = now;
+        }
+    }
+
+    /// When the control loop should run next at the latest.
+    pub fn next_timeout(&self) -> Option<Duration> {
+        self.carp.next_timeout()
+    }
+
+    /// A clean stop: CARP's bow-out adverts, so a backup takes over at once.
+    pub fn shutdown(&mut self, now: Duration, out: &mut Outgoing) {
+        let actions = self.carp.shutdown(now);
+        self.apply(actions, now, out);
+    }
+
+    fn apply(&mut self, actions: Vec<Action>, now: Duration, out: &mut Outgoing) {
+        for action in actions {
+            match action {
+                Action::BecomeMaster { group, reason } => {
+                    // Before the advert and announcements that follow: workers answer for
+                    // the VIPs from their next burst on.
+                    self.shared.vips.set_master(group.0, true);
+                    let what = self.describe(group.0);
+                    self.event(now, format!("carp {what}: -> MASTER ({reason})"));
+                }
+                Action::BecomeBackup { group, reason } => {
+                    self.shared.vips.set_master(group.0, false);
+                    let what = self.describe(group.0);
+                    self.event(now, format!("carp {what}: -> BACKUP ({reason})"));
+                }
+                Action::BecomeInit { group, reason } => {
+                    self.shared.vips.set_master(group.0, false);
+                    let what = self.describe(group.0);
+                    self.event(now, format!("carp {what}: -> INIT ({reason})"));
+                }
+                Action::SendAdvert {
+                    iface,
+                    mut frame,
+                    unicast_peer,
+                    ..
+                } => {
+                    if let Some(peer) = unicast_peer {
+                        let ip = IpAddr::V4(peer);
+                        match self.shared.neighbors.load().lookup(iface, ip) {
+                            Some(mac) => frame[0..6].copy_from_slice(&mac.0),
+                            None => {
+                                // Resolve the peer; this advert is lost, the next one goes.
+                                if let Some(f) = self.resolver.resolve(
+                                    &self.shared.interfaces,
+                                    iface,
+                                    ip,
+                                    now.as_millis() as u64,
+                                ) {
+                                    out.push((iface, f));
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    out.push((iface, pad(frame)));
+                }
+                Action::SendGratuitous { iface, frames, .. } => {
+                    out.extend(frames.into_iter().map(|f| (iface, pad(f))));
+                }
+                Action::Warn { group, warning } => {
+                    let what = self.describe(group.0);
+                    self.event(now, format!("carp {what}: {warning}"));
+                }
+            }
+        }
+    }
+
+    fn describe(&self, group: u16) -> String {
+        match self.shared.vips.group(group) {
+            Some(g) => {
+                let name = self
+                    .shared
+                    .interfaces
+                    .get(g.iface())
+                    .map_or("?", |i| i.name());
+                format!("vhid {} on {name}", g.vhid())
+            }
+            None => format!("group {group}"),
+        }
+    }
+
+    /// Answers the management socket's CARP commands: `carp`, `carp demote N`,
+    /// `carp promote`. `None` for other commands.
+    pub fn command(&mut self, line: &str, now: Duration, out: &mut Outgoing) -> Option<Value> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["carp"] => Some(self.carp_status(now)),
+            ["carp", "demote", n] => match n.parse::<u32>() {
+                Ok(n) => {
+                    let actions = self.carp.set_operator_demotion(n, now);
+                    self.apply(actions, now, out);
+                    self.event(now, format!("carp: operator demotion set to {n}"));
+                    Some(self.carp_status(now))
+                }
+                Err(_) => Some(json!({ "error": format!("carp demote {n}: expected a number") })),
+            },
+            ["carp", "promote"] => {
+                let actions = self.carp.set_operator_demotion(0, now);
+                self.apply(actions, now, out);
+                self.event(now, "carp: operator demotion cleared".to_string());
+                Some(self.carp_status(now))
+            }
+            _ => None,
+        }
+    }
+
+    /// `rampart ctl carp --json`.
+    pub fn carp_status(&self, now: Duration) -> Value {
+        let groups: Vec<Value> = self
+            .carp
+            .statuses()
+            .map(|(id, s)| {
+                let g = self.shared.vips.group(id.0);
+                let (advbase, advskew, preempt) = self.carp_settings.get(id.0 as usize).copied().unwrap_or_default();
+                json!({
+                    "vhid": s.vhid,
+                    "carpdev": s.iface_name,
+                    "advbase": advbase,
+                    "advskew": advskew,
+                    "preempt": preempt,
+                    "state": s.state.to_string(),
+                    "addresses": g.map(|g| g.addresses().iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+                    "mac": g.map(|g| g.mac().to_string()),
+                    "since_s": s.since.map(|t| now.saturating_sub(t).as_secs_f64()),
+                    "reason": s.reason.to_string(),
+                    "last_heard": s.last_heard.map(|h| json!({
+                        "ago_s": now.saturating_sub(h.at).as_secs_f64(),
+                        "from": h.from.to_string(),
+                        "advbase": h.advbase,
+                        "advskew": h.advskew,
+                        "demote": h.demote,
+                    })),
+                    "counters": {
+                        "sent": s.counters.sent,
+                        "accepted": s.counters.accepted,
+                        "bad_hmac": s.counters.bad_hmac,
+                        "bad_version": s.counters.bad_version,
+                        "own_loop": s.counters.own_loop,
+                        "became_master": s.counters.became_master,
+                    },
+                })
+            })
+            .collect();
+        let c = self.carp.counters();
+        let reasons: Vec<Value> = self
+            .carp
+            .demotion_reasons()
+            .map(|(r, n)| json!({ "reason": format!("{r:?}"), "demotion": n }))
+            .collect();
+        json!({
+            "demotion": self.carp.demotion(),
+            "demotion_reasons": reasons,
+            "groups": groups,
+            "counters": {
+                "received": c.received,
+                "accepted": c.accepted,
+                "sent": c.sent,
+                "malformed": c.malformed,
+                "bad_interface": c.bad_interface,
+                "bad_ttl": c.bad_ttl,
+                "short": c.short,
+                "bad_checksum": c.bad_checksum,
+                "unknown_vhid": c.unknown_vhid,
+                "bad_version": c.bad_version,
+                "bad_hmac": c.bad_hmac,
+                "own_loop": c.own_loop,
+            },
+            "events": self.events,
+        })
+    }
+}
+
+fn pad(mut frame: Vec<u8>) -> Vec<u8> {
+    if frame.len() < MIN_FRAME {
+        frame.resize(MIN_FRAME, 0);
+    }
+    frame
+}
+
+/// The IP protocol of an untagged IPv4/IPv6 frame (IPv6: the first next header).
+fn ip_protocol(frame: &[u8]) -> Option<u8> {
+    match frame.get(12..14)? {
+        [0x08, 0x00] => frame.get(14 + 9).copied(),
+        [0x86, 0xdd] => frame.get(14 + 6).copied(),
+        _ => None,
+    }
+}
