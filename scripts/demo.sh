@@ -1,36 +1,46 @@
 #!/usr/bin/env bash
-# The main job, end to end: build rampart, validate the example appliances, and trace
-# packets through the example policy the way an operator would before deploying it.
+# The main job, end to end: build rampart, check a policy the way an operator would before
+# deploying it, then run the firewall for real between two Linux hosts (network namespaces on
+# this machine) and show it forwarding, tracking, blocking and refusing traffic.
+#
+#   1. rampart check / rampart trace on the example appliances (no privileges needed)
+#   2. the lab (tests/lab/lab.sh run-demo; needs root, or sudo): ping through the firewall and
+#      of the firewall, iperf3 with `rampart ctl states` during it, a blocked and a refused
+#      connection, `rampart ctl info` and `rampart ctl rules`, SIGINT and the final counters,
+#      and the teardown (always, even when a step fails).
+#
+# Exits non-zero as soon as a step that should work does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 rampart_setup
 
+heading() { printf '\n\033[1;34m== %s\033[0m\n' "$*"; }
+step() {
+    printf '\033[1m$ %s\033[0m\n' "$*"
+    "$@"
+}
+
+heading "Build (cargo build --release)"
 cargo build --release --quiet
-rampart=target/release/rampart
+target=${CARGO_TARGET_DIR:-target}
+[[ $target == /* ]] || target=$(pwd)/$target
+rampart=$target/release/rampart
 ex=conf/examples
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
-
-step $rampart check -c $ex/single-firewall.toml
-step $rampart check -c $ex/ha/fw-a.toml
-step $rampart check -c $ex/ha/fw-b.toml
-
+heading "1. Before deploying: validate the configurations, trace packets through the policy"
+step "$rampart" check -c $ex/single-firewall.toml
+step "$rampart" check -c $ex/ha/fw-a.toml
+step "$rampart" check -c $ex/ha/fw-b.toml
 # A LAN host opens a connection out: passed by "lan-out", state kept.
-step $rampart trace -c $ex/single-firewall.toml --on lan --dir in tcp 192.0.2.10:51000 203.0.113.80:443
+step "$rampart" trace -c $ex/single-firewall.toml --on lan --dir in tcp 192.0.2.10:51000 203.0.113.80:443
 # An unsolicited SYN from outside: no rule passes it, the default blocks.
-step $rampart trace -c $ex/single-firewall.toml --on wan --dir in tcp 203.0.113.80:443 192.0.2.10:51000
-# A spoofed bogon source is dropped by the quick rule at once.
-step $rampart trace -c $ex/single-firewall.toml --on wan --dir in udp 10.1.2.3:53 192.0.2.10:53
-# The same as JSON, for scripts.
-step $rampart trace -c $ex/single-firewall.toml --on lan --dir in tcp 192.0.2.50:40000 192.0.2.1:22 --json
-# The HA pair's web rule, through a table with a negated entry.
-step $rampart trace -c $ex/ha/fw-a.toml --on wan --dir in tcp 198.51.100.9:40000 203.0.113.254:443
+step "$rampart" trace -c $ex/single-firewall.toml --on wan --dir in tcp 203.0.113.80:443 192.0.2.10:51000
 
 # A broken configuration: every error, each at FILE:LINE:COL.
 broken=$(mktemp -d)
 trap 'rm -rf "$broken"' EXIT
-cat > "$broken/broken.toml" <<'TOML'
+cat >"$broken/broken.toml" <<'TOML'
 [[interface]]
 name = "lan"
 device = "net_null0"
@@ -43,10 +53,22 @@ proto = "udp"
 flags = "S/SA"
 to_port = "2000:1000"
 TOML
-printf '\n\033[1m$ %s\033[0m\n' "rampart check -c broken.toml"
-if (cd "$broken" && "$OLDPWD/$rampart" check -c broken.toml); then
+printf '\033[1m$ %s\033[0m\n' "rampart check -c broken.toml"
+if (cd "$broken" && "$rampart" check -c broken.toml); then
     echo "demo: the broken configuration was accepted" >&2
     exit 1
 fi
+
+heading "2. The firewall at work: rampart between a client and a server (tests/lab/lab.sh)"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || {
+        echo "demo: the lab needs root (network namespaces, DPDK): run as root or install sudo" >&2
+        exit 1
+    }
+    sudo=(sudo)
+fi
+"${sudo[@]}" env RAMPART="$rampart" RL_PREFIX="${RL_PREFIX:-rl}" bash tests/lab/lab.sh run-demo
+
 echo
 echo "demo: done"

@@ -11,6 +11,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --workspace 2>&1 | tee /tmp/rampart-test.log
+# The lab tests run on their own, below.
+cargo test --workspace -- --skip netns_lab:: 2>&1 | tee /tmp/rampart-test.log
+echo "== lab tests: rampart between Linux hosts in network namespaces (tests/lab.rs, tests/lab/lab.sh)"
+# Root and hugepages (reserved by rampart_setup) needed; without root they skip with a WARNING.
+cargo test --test lab 2>&1 | tee -a /tmp/rampart-test.log
 echo "== benchmarks compile (run them with: cargo bench -p rampart-dataplane)"
 cargo bench --workspace --no-run --quiet

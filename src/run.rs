@@ -140,18 +140,33 @@ fn run_appliance(config: Config) -> Result<()> {
     let workers = d.worker_lcores.len() as u16;
     let pool = Mempool::new(&eal, "rampart_mbufs", d.mbufs, d.mbuf_cache, 2048 + 128)
         .context("creating the mbuf pool")?;
-    let port_config = PortConfig {
-        rx_queues: workers,
-        tx_queues: workers + 1,
-        rx_desc: d.rx_descriptors,
-        tx_desc: d.tx_descriptors,
-        rss: workers > 1,
-    };
+    // One RX/TX queue pair per worker, and one more TX queue for the control core where the
+    // device has it. Devices with a single queue pair (AF_XDP or AF_PACKET on a veth) get
+    // none: the control core hands its frames to worker 0, which sends them in its bursts.
     let mut ports = Vec::new();
+    let mut control_has_queue = Vec::new();
     for i in &config.interfaces {
+        let max_tx = rampart_dataplane::io::dpdk::max_queues(&i.device)
+            .with_context(|| format!("querying interface `{}` ({})", i.name, i.device))?
+            .map_or(u16::MAX, |(_, tx)| tx);
+        let own_queue = max_tx > workers;
+        let port_config = PortConfig {
+            rx_queues: workers,
+            tx_queues: if own_queue { workers + 1 } else { workers },
+            rx_desc: d.rx_descriptors,
+            tx_desc: d.tx_descriptors,
+            rss: workers > 1,
+        };
         let port = EthPort::open(&i.device, &port_config, &pool)
             .with_context(|| format!("opening interface `{}` ({})", i.name, i.device))?;
+        if !own_queue {
+            eprintln!(
+                "rampart: interface {} has no spare TX queue: control frames go through worker 0",
+                i.name
+            );
+        }
         ports.push(port);
+        control_has_queue.push(own_queue);
     }
     let macs: Vec<MacAddr> = config
         .interfaces
@@ -196,6 +211,7 @@ fn run_appliance(config: Config) -> Result<()> {
     let control: Arc<ArrayQueue<ToControl<Mbuf>>> = Arc::new(ArrayQueue::new(4096));
     let stop_workers = Arc::new(AtomicBool::new(false));
     let mut stats: Vec<Arc<WorkerStats>> = Vec::new();
+    let injection: Arc<ArrayQueue<(u16, Mbuf)>> = Arc::new(ArrayQueue::new(1024));
     let lcores = d.worker_lcores.clone();
     for (w, lcore) in lcores.iter().enumerate() {
         let queues = ports
@@ -203,7 +219,10 @@ fn run_appliance(config: Config) -> Result<()> {
             .map(|p| p.queue(w as u16))
             .collect::<Result<Vec<_>, _>>()
             .context("taking worker queues")?;
-        let worker = Worker::new(w as u16, queues, &shared, control.clone());
+        let mut worker = Worker::new(w as u16, queues, &shared, control.clone());
+        if w == 0 {
+            worker.set_injection_queue(injection.clone());
+        }
         stats.push(worker.stats());
         let stop = stop_workers.clone();
         let mode = d.poll;
@@ -214,11 +233,22 @@ fn run_appliance(config: Config) -> Result<()> {
             d.poll
         );
     }
-    let mut control_tx = ports
-        .iter()
-        .map(|p| p.queue(workers))
-        .collect::<Result<Vec<_>, _>>()
-        .context("taking the control core's TX queues")?;
+    let mut control_tx = ControlTx {
+        queues: ports
+            .iter()
+            .zip(&control_has_queue)
+            .map(|(p, own)| {
+                if *own {
+                    p.queue(workers).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .context("taking the control core's TX queues")?,
+        injection: injection.clone(),
+        pool: pool.clone(),
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -275,7 +305,7 @@ fn run_appliance(config: Config) -> Result<()> {
             });
         }
         for (iface, frame) in out {
-            if send(&mut control_tx[iface as usize], &frame) {
+            if control_tx.send(iface, &frame) {
                 control_sent += 1;
             } else {
                 control_tx_failed += 1;
@@ -293,7 +323,12 @@ fn run_appliance(config: Config) -> Result<()> {
     let mut out: Outgoing = Vec::new();
     plane.shutdown(start.elapsed(), &mut out);
     for (iface, frame) in out {
-        send(&mut control_tx[iface as usize], &frame);
+        control_tx.send(iface, &frame);
+    }
+    // Give worker 0 a moment to send what was handed to it (the bow-out adverts).
+    let deadline = Instant::now() + Duration::from_millis(100);
+    while !injection.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
     }
 
     eprintln!("rampart: stopping");
@@ -302,6 +337,7 @@ fn run_appliance(config: Config) -> Result<()> {
         eal.wait(*lcore);
     }
     drop(control_tx);
+    while injection.pop().is_some() {}
     for p in &ports {
         let _ = p.stop();
     }
@@ -325,17 +361,33 @@ fn run_appliance(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Transmits one frame the control core built on its own TX queue.
-fn send(queue: &mut rampart_dataplane::io::dpdk::DpdkQueue, frame: &[u8]) -> bool {
-    let Some(mut buf) = queue.alloc() else {
-        return false;
-    };
-    if !buf.set_frame_len(frame.len()) {
-        return false;
+/// How the control core transmits: its own TX queue on each port that has one, otherwise
+/// through worker 0.
+struct ControlTx {
+    queues: Vec<Option<rampart_dataplane::io::dpdk::DpdkQueue>>,
+    injection: Arc<ArrayQueue<(u16, Mbuf)>>,
+    pool: Mempool,
+}
+
+impl ControlTx {
+    /// Transmits one frame the control core built; `false` if it could not be queued.
+    fn send(&mut self, iface: u16, frame: &[u8]) -> bool {
+        let Some(mut buf) = self.pool.alloc() else {
+            return false;
+        };
+        if !buf.set_frame_len(frame.len()) {
+            return false;
+        }
+        buf.data_mut().copy_from_slice(frame);
+        match self.queues.get_mut(iface as usize) {
+            Some(Some(queue)) => {
+                let mut batch = vec![buf];
+                queue.tx_burst(&mut batch) == 1
+            }
+            Some(None) => self.injection.push((iface, buf)).is_ok(),
+            None => false,
+        }
     }
-    buf.data_mut().copy_from_slice(frame);
-    let mut batch = vec![buf];
-    queue.tx_burst(&mut batch) == 1
 }
 
 /// The control core's own counters, for `rampart ctl info`.

@@ -945,6 +945,23 @@ impl EthPort {
     }
 }
 
+/// The most RX and TX queues the port for `device` offers, if it exists already (a vdev
+/// given to EAL with `--vdev`, a probed PCI device); `None` if it is not a port yet. Lets a
+/// caller fit its queue plan to devices such as AF_XDP or AF_PACKET on a veth, which have a
+/// single queue pair.
+pub fn max_queues(device: &str) -> Result<Option<(u16, u16)>, DpdkError> {
+    let name = device.split(',').next().unwrap_or_default().trim();
+    let Some(port_id) = port_by_name(name)? else {
+        return Ok(None);
+    };
+    let mut info = sys::rte_eth_dev_info::default();
+    // SAFETY: port_id is a valid port; `info` is written by DPDK.
+    check(format!("rte_eth_dev_info_get({name})"), unsafe {
+        sys::rte_eth_dev_info_get(port_id, &mut info)
+    })?;
+    Ok(Some((info.max_rx_queues, info.max_tx_queues)))
+}
+
 fn port_by_name(name: &str) -> Result<Option<u16>, DpdkError> {
     let c_name = c_string("device name", name)?;
     let mut port_id = 0u16;

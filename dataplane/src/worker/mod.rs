@@ -152,6 +152,9 @@ pub struct Worker<P: Port> {
     resolves: [Option<RecentResolve>; RESOLVE_SLOTS],
     hops: Box<[Option<CachedHop>]>,
     local: LocalFilter,
+    /// Frames the control core asks this worker to transmit, for ports where the control
+    /// core has no TX queue of its own (devices with a single queue pair).
+    injected: Option<Arc<ArrayQueue<(u16, P::Buf)>>>,
 }
 
 impl<P: Port> Worker<P> {
@@ -198,11 +201,19 @@ impl<P: Port> Worker<P> {
             resolves: [None; RESOLVE_SLOTS],
             hops: vec![None; HOP_CACHE_SLOTS].into_boxed_slice(),
             local,
+            injected: None,
         }
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
         self.stats.clone()
+    }
+
+    /// Makes this worker transmit, with its own bursts, the frames the control core puts
+    /// in `queue` (interface, frame): the control core's TX path on ports that have no
+    /// spare TX queue for it. At most one burst's worth is taken per poll.
+    pub fn set_injection_queue(&mut self, queue: Arc<ArrayQueue<(u16, P::Buf)>>) {
+        self.injected = Some(queue);
     }
 
     pub fn ports(&self) -> &[P] {
@@ -230,6 +241,15 @@ impl<P: Port> Worker<P> {
             }
             rx.clear();
             self.rx = rx;
+        }
+        if let Some(q) = &self.injected {
+            for _ in 0..BURST {
+                let Some((iface, buf)) = q.pop() else { break };
+                match self.tx.get_mut(iface as usize) {
+                    Some(tx) => tx.push(buf),
+                    None => drop(buf),
+                }
+            }
         }
         self.flush();
         received
