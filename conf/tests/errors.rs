@@ -554,7 +554,10 @@ fn explicit_return_false_overrides_block_policy_return() {
 fn advbase_zero_needs_a_skew() {
     let e = errors_after_base("\n[[carp]]\nvhid = 1\ninterface = \"lan\"\naddresses = [\"192.0.2.9\"]\npassphrase = \"x\"\nadvbase = 0\n");
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("7:11: advbase 0 needs advskew above 0"), "{e:?}");
+    assert!(
+        e[0].starts_with("7:11: advbase 0 needs advskew above 0"),
+        "{e:?}"
+    );
     let e = errors_after_base("\n[[carp]]\nvhid = 1\ninterface = \"lan\"\naddresses = [\"192.0.2.9\"]\npassphrase = \"x\"\nadvbase = 0\nadvskew = 20\n");
     assert!(e.is_empty(), "{e:?}");
 }
