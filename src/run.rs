@@ -27,7 +27,7 @@ use rampart_dataplane::route::RouteTable;
 use rampart_dataplane::shared::Published;
 use rampart_dataplane::state::{StateTable, StateTableConfig, TimeoutTable};
 use rampart_dataplane::vip::VipTable;
-use rampart_dataplane::worker::{Shared, ToControl, Worker, WorkerStats};
+use rampart_dataplane::worker::{InjectionQueue, Shared, ToControl, Worker, WorkerStats};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -211,7 +211,7 @@ fn run_appliance(config: Config) -> Result<()> {
     let control: Arc<ArrayQueue<ToControl<Mbuf>>> = Arc::new(ArrayQueue::new(4096));
     let stop_workers = Arc::new(AtomicBool::new(false));
     let mut stats: Vec<Arc<WorkerStats>> = Vec::new();
-    let injection: Arc<ArrayQueue<(u16, Mbuf)>> = Arc::new(ArrayQueue::new(1024));
+    let injection: Arc<InjectionQueue<Mbuf>> = Arc::new(ArrayQueue::new(1024));
     let lcores = d.worker_lcores.clone();
     for (w, lcore) in lcores.iter().enumerate() {
         let queues = ports
@@ -365,7 +365,7 @@ fn run_appliance(config: Config) -> Result<()> {
 /// through worker 0.
 struct ControlTx {
     queues: Vec<Option<rampart_dataplane::io::dpdk::DpdkQueue>>,
-    injection: Arc<ArrayQueue<(u16, Mbuf)>>,
+    injection: Arc<InjectionQueue<Mbuf>>,
     pool: Mempool,
 }
 

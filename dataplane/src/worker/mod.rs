@@ -52,6 +52,9 @@ pub enum ToControl<B> {
     Resolve { iface: u16, ip: IpAddr },
 }
 
+/// Frames the control core hands a worker to transmit: (interface, frame).
+pub type InjectionQueue<B> = ArrayQueue<(u16, B)>;
+
 /// The tables a worker reads, shared with the control core (which writes them).
 #[derive(Clone)]
 pub struct Shared {
@@ -154,7 +157,7 @@ pub struct Worker<P: Port> {
     local: LocalFilter,
     /// Frames the control core asks this worker to transmit, for ports where the control
     /// core has no TX queue of its own (devices with a single queue pair).
-    injected: Option<Arc<ArrayQueue<(u16, P::Buf)>>>,
+    injected: Option<Arc<InjectionQueue<P::Buf>>>,
 }
 
 impl<P: Port> Worker<P> {
@@ -212,7 +215,7 @@ impl<P: Port> Worker<P> {
     /// Makes this worker transmit, with its own bursts, the frames the control core puts
     /// in `queue` (interface, frame): the control core's TX path on ports that have no
     /// spare TX queue for it. At most one burst's worth is taken per poll.
-    pub fn set_injection_queue(&mut self, queue: Arc<ArrayQueue<(u16, P::Buf)>>) {
+    pub fn set_injection_queue(&mut self, queue: Arc<InjectionQueue<P::Buf>>) {
         self.injected = Some(queue);
     }
 
