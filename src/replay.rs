@@ -18,16 +18,9 @@ use crossbeam::queue::ArrayQueue;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
 use rampart_conf::Config;
-use rampart_control::neighbor::NeighborResolver;
-use rampart_dataplane::filter::CompiledPolicy;
-use rampart_dataplane::iface::InterfaceTable;
+use rampart_control::runtime::ControlPlane;
 use rampart_dataplane::io::mem::MemPort;
-use rampart_dataplane::neighbor::NeighborTable;
-use rampart_dataplane::route::RouteTable;
-use rampart_dataplane::shared::Published;
-use rampart_dataplane::state::table::SweepCursor;
-use rampart_dataplane::state::{StateTable, StateTableConfig, TimeoutTable};
-use rampart_dataplane::vip::VipTable;
+use rampart_dataplane::state::StateTableConfig;
 use rampart_dataplane::worker::{DropReason, Shared, ToControl, Worker, WorkerStats};
 use serde_json::json;
 
@@ -43,8 +36,13 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     out_dir: PathBuf,
     /// CARP vhids this node is MASTER for during the replay (repeatable; default none).
+    /// Without `--carp`, ownership stays as set here for the whole replay.
     #[arg(long = "master", value_name = "VHID")]
     masters: Vec<u8>,
+    /// Run CARP's elections on the capture's clock (adverts in the inputs are heard; this
+    /// node's adverts and announcements appear in the outputs).
+    #[arg(long)]
+    carp: bool,
     /// Print the counters as one JSON object.
     #[arg(long)]
     json: bool,
@@ -75,17 +73,13 @@ pub struct Appliance {
     pub shared: Shared,
     pub worker: Worker<MemPort>,
     pub control: Arc<ArrayQueue<ToControl<Vec<u8>>>>,
-    resolver: NeighborResolver,
-    sweep: SweepCursor,
-    last_sweep_ms: u64,
-    /// Frames the control core transmitted, per interface.
-    pub control_tx: Vec<Vec<Vec<u8>>>,
-    /// Frames handed to the control core that nothing consumes yet (CARP, pfsync).
-    pub control_frames: u64,
+    /// The control core's duties (neighbour resolution, CARP, state expiry), on the
+    /// capture's clock.
+    plane: ControlPlane,
 }
 
 impl Appliance {
-    pub fn new(config: Config, masters: &[u8]) -> Result<Appliance> {
+    pub fn new(config: Config, masters: &[u8], carp: bool) -> Result<Appliance> {
         let mut macs = Vec::new();
         for i in &config.interfaces {
             match i.mac {
@@ -96,8 +90,12 @@ impl Appliance {
                 ),
             }
         }
-        let interfaces = Arc::new(InterfaceTable::new(&config, &macs));
-        let vips = Arc::new(VipTable::from_config(&config));
+        let shared = Shared::from_config(
+            &config,
+            &macs,
+            StateTableConfig::from_config(&config, 64, config.appliance.host_id.unwrap_or(1), 1),
+        );
+        let vips = &shared.vips;
         for vhid in masters {
             let groups: Vec<u16> = (0..vips.len() as u16)
                 .filter(|g| vips.group(*g).is_some_and(|v| v.vhid() == *vhid))
@@ -109,91 +107,47 @@ impl Appliance {
                 vips.set_master(g, true);
             }
         }
-        let limit = config.limits.states as usize;
-        let states = Arc::new(StateTable::new(StateTableConfig {
-            limit,
-            shards: 64,
-            timeouts: TimeoutTable::new(&config.timeouts, config.limits.states),
-            creator: config.appliance.host_id.unwrap_or(1),
-            first_id: 1,
-        }));
-        let shared = Shared {
-            interfaces,
-            policy: Arc::new(Published::new(CompiledPolicy::compile(&config))),
-            routes: Arc::new(Published::new(RouteTable::from_config(&config))),
-            neighbors: Arc::new(Published::new(NeighborTable::from_config(&config))),
-            vips,
-            states,
-        };
         let control = Arc::new(ArrayQueue::new(4096));
         let ports = config.interfaces.iter().map(|_| MemPort::new()).collect();
         let worker = Worker::new(0, ports, &shared, control.clone());
-        let n = config.interfaces.len();
+        // Replays are deterministic: CARP's replay cookies are fixed per group.
+        let mut cookie = 0x7261_6d70_6172_7400u64;
+        let mut plane = ControlPlane::new(&config, shared.clone(), || {
+            cookie += 1;
+            cookie
+        })
+        .map_err(|e| anyhow!("CARP: {e}"))?;
+        if !carp {
+            plane.disable_carp();
+        }
         Ok(Appliance {
             config,
             shared,
             worker,
             control,
-            resolver: NeighborResolver::new(),
-            sweep: SweepCursor::default(),
-            last_sweep_ms: 0,
-            control_tx: vec![Vec::new(); n],
-            control_frames: 0,
+            plane,
         })
     }
 
-    /// Delivers one frame on `iface` at `now_ms`, runs the worker and the control duties,
-    /// and returns what each interface transmitted.
+    /// Delivers one frame on `iface` at `now_ms`, runs the worker and the control core's
+    /// duties, and returns what each interface transmitted (control frames first).
     pub fn step(&mut self, iface: u16, frame: &[u8], now_ms: u64) -> Vec<Vec<Vec<u8>>> {
         self.worker.ports_mut()[iface as usize].inject(frame);
         while self.worker.poll(now_ms) > 0 {}
-        self.control_duties(now_ms);
-        let mut out: Vec<Vec<Vec<u8>>> = std::mem::replace(
-            &mut self.control_tx,
-            vec![Vec::new(); self.worker.ports().len()],
-        );
+        let now = Duration::from_millis(now_ms);
+        let mut control_out = Vec::new();
+        while let Some(msg) = self.control.pop() {
+            self.plane.handle(msg, now, &mut control_out);
+        }
+        self.plane.tick(now, &mut control_out);
+        let mut out: Vec<Vec<Vec<u8>>> = vec![Vec::new(); self.worker.ports().len()];
+        for (i, f) in control_out {
+            out[i as usize].push(f);
+        }
         for (i, port) in self.worker.ports_mut().iter_mut().enumerate() {
-            let mut tx = port.take_tx();
-            // Control frames first (they were caused by this packet, before any forward).
-            out[i].append(&mut tx);
+            out[i].append(&mut port.take_tx());
         }
         out
-    }
-
-    /// The control core's duties between bursts: drain the queue, retry resolutions,
-    /// sweep expired states about once per `interval`.
-    pub fn control_duties(&mut self, now_ms: u64) {
-        while let Some(msg) = self.control.pop() {
-            match msg {
-                ToControl::Resolve { iface, ip } => {
-                    if let Some(f) =
-                        self.resolver
-                            .resolve(&self.shared.interfaces, iface, ip, now_ms)
-                    {
-                        self.control_tx[iface as usize].push(f);
-                    }
-                }
-                ToControl::Learn { iface, ip, mac } => {
-                    self.resolver
-                        .learned(&self.shared.neighbors, iface, ip, mac, now_ms);
-                }
-                ToControl::Frame { .. } => self.control_frames += 1,
-            }
-        }
-        for (iface, f) in
-            self.resolver
-                .tick(&self.shared.interfaces, &self.shared.neighbors, now_ms)
-        {
-            self.control_tx[iface as usize].push(f);
-        }
-        let interval_ms = u64::from(self.config.timeouts.interval) * 1000;
-        if now_ms >= self.last_sweep_ms + interval_ms {
-            let budget = self.shared.states.len() + 1024;
-            self.shared
-                .states
-                .sweep(now_ms, &mut self.sweep, budget, |_| {});
-            self.last_sweep_ms = now_ms;
-        }
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
@@ -272,7 +226,7 @@ fn replay(args: &Args) -> Result<()> {
         writers.push(PcapWriter::with_header(BufWriter::new(file), header)?);
     }
 
-    let mut appliance = Appliance::new(config, &args.masters)?;
+    let mut appliance = Appliance::new(config, &args.masters, args.carp)?;
     let mut written = vec![0u64; writers.len()];
     for a in &arrivals {
         let now_ms = a.ts.as_millis() as u64;

@@ -18,15 +18,9 @@ use rampart_conf::{Config, MacAddr, PollMode};
 use rampart_control::ctl::CtlServer;
 use rampart_control::report::{self, DeviceStats, ReportContext};
 use rampart_control::runtime::{ControlPlane, Outgoing};
-use rampart_dataplane::filter::CompiledPolicy;
-use rampart_dataplane::iface::InterfaceTable;
 use rampart_dataplane::io::dpdk::{Eal, EthPort, Mbuf, Mempool, PortConfig};
 use rampart_dataplane::io::{PacketBuf, Port};
-use rampart_dataplane::neighbor::NeighborTable;
-use rampart_dataplane::route::RouteTable;
-use rampart_dataplane::shared::Published;
-use rampart_dataplane::state::{StateTable, StateTableConfig, TimeoutTable};
-use rampart_dataplane::vip::VipTable;
+use rampart_dataplane::state::StateTableConfig;
 use rampart_dataplane::worker::{InjectionQueue, Shared, ToControl, Worker, WorkerStats};
 
 #[derive(clap::Args)]
@@ -184,7 +178,6 @@ fn run_appliance(config: Config) -> Result<()> {
         );
     }
 
-    let limit = config.limits.states as usize;
     let host_id = config
         .appliance
         .host_id
@@ -193,21 +186,12 @@ fn run_appliance(config: Config) -> Result<()> {
     let boot_secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let shared = Shared {
-        interfaces: Arc::new(InterfaceTable::new(&config, &macs)),
-        policy: Arc::new(Published::new(CompiledPolicy::compile(&config))),
-        routes: Arc::new(Published::new(RouteTable::from_config(&config))),
-        neighbors: Arc::new(Published::new(NeighborTable::from_config(&config))),
-        vips: Arc::new(VipTable::from_config(&config)),
-        states: Arc::new(StateTable::new(StateTableConfig {
-            limit,
-            shards: 256,
-            timeouts: TimeoutTable::new(&config.timeouts, config.limits.states),
-            creator: host_id,
-            // pf seeds state ids from the boot time so they don't repeat across restarts.
-            first_id: boot_secs << 32,
-        })),
-    };
+    // pf seeds state ids from the boot time so they don't repeat across restarts.
+    let shared = Shared::from_config(
+        &config,
+        &macs,
+        StateTableConfig::from_config(&config, 256, host_id, boot_secs << 32),
+    );
     let control: Arc<ArrayQueue<ToControl<Mbuf>>> = Arc::new(ArrayQueue::new(4096));
     let stop_workers = Arc::new(AtomicBool::new(false));
     let mut stats: Vec<Arc<WorkerStats>> = Vec::new();

@@ -46,6 +46,8 @@ pub struct ControlPlane {
     pub events: Vec<String>,
     /// Per CARP group, as configured: (advbase, advskew, preempt).
     carp_settings: Vec<(u8, u8, bool)>,
+    /// Whether CARP runs (a replay may leave VIP ownership to the operator instead).
+    carp_enabled: bool,
 }
 
 const MAX_EVENTS: usize = 64;
@@ -73,11 +75,18 @@ impl ControlPlane {
                 .iter()
                 .map(|c| (c.advbase, c.advskew, c.preempt))
                 .collect(),
+            carp_enabled: true,
         })
     }
 
     pub fn carp(&self) -> &CarpEngine {
         &self.carp
+    }
+
+    /// Stops running CARP: VIP ownership stays as set by hand (`VipTable::set_master`), and
+    /// advertisements received are only counted.
+    pub fn disable_carp(&mut self) {
+        self.carp_enabled = false;
     }
 
     fn event(&mut self, now: Duration, text: String) {
@@ -111,8 +120,10 @@ impl ControlPlane {
                 match ip_protocol(frame) {
                     Some(112) => {
                         self.counters.carp_frames += 1;
-                        let actions = self.carp.handle_frame(iface, frame, now);
-                        self.apply(actions, now, out);
+                        if self.carp_enabled {
+                            let actions = self.carp.handle_frame(iface, frame, now);
+                            self.apply(actions, now, out);
+                        }
                     }
                     // pfsync arrives with its engine; until then the frame is counted.
                     Some(240) => self.counters.pfsync_frames += 1,
@@ -124,8 +135,10 @@ impl ControlPlane {
 
     /// Timers: CARP's, neighbour retries, and a slice of the state sweep.
     pub fn tick(&mut self, now: Duration, out: &mut Outgoing) {
-        let actions = self.carp.poll(now);
-        self.apply(actions, now, out);
+        if self.carp_enabled {
+            let actions = self.carp.poll(now);
+            self.apply(actions, now, out);
+        }
         if now >= self.last_tick + Duration::from_millis(100) {
             let now_ms = now.as_millis() as u64;
             for (iface, f) in
@@ -147,13 +160,17 @@ impl ControlPlane {
 
     /// When the control loop should run next at the latest.
     pub fn next_timeout(&self) -> Option<Duration> {
-        self.carp.next_timeout()
+        self.carp_enabled
+            .then(|| self.carp.next_timeout())
+            .flatten()
     }
 
     /// A clean stop: CARP's bow-out adverts, so a backup takes over at once.
     pub fn shutdown(&mut self, now: Duration, out: &mut Outgoing) {
-        let actions = self.carp.shutdown(now);
-        self.apply(actions, now, out);
+        if self.carp_enabled {
+            let actions = self.carp.shutdown(now);
+            self.apply(actions, now, out);
+        }
     }
 
     fn apply(&mut self, actions: Vec<Action>, now: Duration, out: &mut Outgoing) {

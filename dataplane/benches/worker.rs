@@ -18,19 +18,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam::queue::ArrayQueue;
-use rampart_dataplane::filter::CompiledPolicy;
-use rampart_dataplane::iface::InterfaceTable;
 use rampart_dataplane::io::mem::MemPort;
 use rampart_dataplane::io::BURST;
-use rampart_dataplane::neighbor::NeighborTable;
-use rampart_dataplane::route::RouteTable;
-use rampart_dataplane::shared::Published;
 use rampart_dataplane::state::tcp::{tcps, Peer};
 use rampart_dataplane::state::{
-    State, StateKey, StateTable, StateTableConfig, Timeout, TimeoutTable, COVER_IN, COVER_OUT,
+    State, StateKey, StateTable, StateTableConfig, Timeout, COVER_IN, COVER_OUT,
     STATE_INITIATOR_IS_1,
 };
-use rampart_dataplane::vip::VipTable;
 use rampart_dataplane::wire::build::TcpFrame;
 use rampart_dataplane::wire::{MacAddr, TcpFlags};
 use rampart_dataplane::worker::{Shared, Worker};
@@ -101,21 +95,12 @@ fn setup(filler_rules: usize, limit: u32) -> Bench {
         .expect("bench config")
         .config;
     let macs: Vec<MacAddr> = config.interfaces.iter().map(|i| i.mac.unwrap()).collect();
-    let states = Arc::new(StateTable::new(StateTableConfig {
-        limit: config.limits.states as usize,
-        shards: 256,
-        timeouts: TimeoutTable::new(&config.timeouts, config.limits.states),
-        creator: 1,
-        first_id: 1,
-    }));
-    let shared = Shared {
-        interfaces: Arc::new(InterfaceTable::new(&config, &macs)),
-        policy: Arc::new(Published::new(CompiledPolicy::compile(&config))),
-        routes: Arc::new(Published::new(RouteTable::from_config(&config))),
-        neighbors: Arc::new(Published::new(NeighborTable::from_config(&config))),
-        vips: Arc::new(VipTable::from_config(&config)),
-        states: states.clone(),
-    };
+    let shared = Shared::from_config(
+        &config,
+        &macs,
+        StateTableConfig::from_config(&config, 256, 1, 1),
+    );
+    let states = shared.states.clone();
     let control = Arc::new(ArrayQueue::new(1024));
     let worker = Worker::new(0, vec![MemPort::new(), MemPort::new()], &shared, control);
     Bench { worker, states }

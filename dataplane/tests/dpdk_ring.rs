@@ -20,17 +20,11 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use crossbeam::queue::ArrayQueue;
-use rampart_dataplane::filter::CompiledPolicy;
-use rampart_dataplane::iface::InterfaceTable;
 use rampart_dataplane::io::dpdk::{
     missing_prerequisites, DpdkError, DpdkQueue, Eal, EthPort, Mbuf, Mempool, PortConfig,
 };
 use rampart_dataplane::io::{PacketBuf, Port, BURST};
-use rampart_dataplane::neighbor::NeighborTable;
-use rampart_dataplane::route::RouteTable;
-use rampart_dataplane::shared::Published;
-use rampart_dataplane::state::{StateTable, StateTableConfig, TimeoutTable};
-use rampart_dataplane::vip::VipTable;
+use rampart_dataplane::state::StateTableConfig;
 use rampart_dataplane::wire::build::{l4_checksum_ok, TcpFrame, UdpFrame};
 use rampart_dataplane::wire::parse::parse_frame;
 use rampart_dataplane::wire::{checksum, MacAddr, TcpFlags};
@@ -477,21 +471,10 @@ fn worker_forwards_between_dpdk_ports_and_decrements_ttl() {
         .zip(&ports)
         .map(|(i, p)| i.mac.unwrap_or(MacAddr(p.mac())))
         .collect();
-    let states = Arc::new(StateTable::new(StateTableConfig {
-        limit: 1024,
-        shards: 16,
-        timeouts: TimeoutTable::new(&config.timeouts, 1024),
-        creator: 1,
-        first_id: 1,
-    }));
-    let shared = Shared {
-        interfaces: Arc::new(InterfaceTable::new(&config, &macs)),
-        policy: Arc::new(Published::new(CompiledPolicy::compile(&config))),
-        routes: Arc::new(Published::new(RouteTable::from_config(&config))),
-        neighbors: Arc::new(Published::new(NeighborTable::from_config(&config))),
-        vips: Arc::new(VipTable::from_config(&config)),
-        states: states.clone(),
-    };
+    let mut table = StateTableConfig::from_config(&config, 16, 1, 1);
+    table.limit = 1024;
+    let shared = Shared::from_config(&config, &macs, table);
+    let states = shared.states.clone();
     let queues: Vec<DpdkQueue> = ports.iter().map(|p| p.queue(0).unwrap()).collect();
     let mut worker = Worker::new(0, queues, &shared, Arc::new(ArrayQueue::new(64)));
     let stats = worker.stats();

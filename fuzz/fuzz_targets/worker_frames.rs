@@ -11,14 +11,8 @@ use std::sync::{Arc, OnceLock};
 use crossbeam::queue::ArrayQueue;
 use libfuzzer_sys::fuzz_target;
 use rampart_conf::Config;
-use rampart_dataplane::filter::CompiledPolicy;
-use rampart_dataplane::iface::InterfaceTable;
 use rampart_dataplane::io::mem::MemPort;
-use rampart_dataplane::neighbor::NeighborTable;
-use rampart_dataplane::route::RouteTable;
-use rampart_dataplane::shared::Published;
-use rampart_dataplane::state::{StateTable, StateTableConfig, TimeoutTable};
-use rampart_dataplane::vip::VipTable;
+use rampart_dataplane::state::StateTableConfig;
 use rampart_dataplane::worker::{Shared, ToControl, Worker};
 
 const CONFIG: &str = r#"
@@ -82,22 +76,10 @@ fn config() -> &'static Config {
 fuzz_target!(|data: &[u8]| {
     let config = config();
     let macs: Vec<_> = config.interfaces.iter().map(|i| i.mac.unwrap()).collect();
-    let vips = Arc::new(VipTable::from_config(config));
-    vips.set_master(0, true);
-    let shared = Shared {
-        interfaces: Arc::new(InterfaceTable::new(config, &macs)),
-        policy: Arc::new(Published::new(CompiledPolicy::compile(config))),
-        routes: Arc::new(Published::new(RouteTable::from_config(config))),
-        neighbors: Arc::new(Published::new(NeighborTable::from_config(config))),
-        vips,
-        states: Arc::new(StateTable::new(StateTableConfig {
-            limit: 1000,
-            shards: 4,
-            timeouts: TimeoutTable::new(&config.timeouts, 1000),
-            creator: 1,
-            first_id: 1,
-        })),
-    };
+    let mut states = StateTableConfig::from_config(config, 4, 1, 1);
+    states.limit = 1000;
+    let shared = Shared::from_config(config, &macs, states);
+    shared.vips.set_master(0, true);
     let control = Arc::new(ArrayQueue::new(16));
     let mut worker = Worker::new(0, vec![MemPort::new(), MemPort::new()], &shared, control.clone());
     let stats = worker.stats();

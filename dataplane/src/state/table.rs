@@ -52,6 +52,24 @@ pub struct StateTableConfig {
     pub first_id: u64,
 }
 
+impl StateTableConfig {
+    /// A table sized by `[limits] states` with `[timeouts]`, for `creator`'s states.
+    pub fn from_config(
+        config: &rampart_conf::Config,
+        shards: usize,
+        creator: u32,
+        first_id: u64,
+    ) -> StateTableConfig {
+        StateTableConfig {
+            limit: config.limits.states as usize,
+            shards,
+            timeouts: TimeoutTable::new(&config.timeouts, config.limits.states),
+            creator,
+            first_id,
+        }
+    }
+}
+
 /// Why a state could not be inserted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InsertError {

@@ -66,6 +66,26 @@ pub struct Shared {
     pub states: Arc<StateTable>,
 }
 
+impl Shared {
+    /// Every table built from the configuration: interfaces (with each one's actual MAC),
+    /// the compiled policy, routes, static neighbours, VIPs (none MASTER yet) and an empty
+    /// state table.
+    pub fn from_config(
+        config: &rampart_conf::Config,
+        macs: &[MacAddr],
+        states: crate::state::StateTableConfig,
+    ) -> Shared {
+        Shared {
+            interfaces: Arc::new(InterfaceTable::new(config, macs)),
+            policy: Arc::new(Published::new(CompiledPolicy::compile(config))),
+            routes: Arc::new(Published::new(RouteTable::from_config(config))),
+            neighbors: Arc::new(Published::new(NeighborTable::from_config(config))),
+            vips: Arc::new(VipTable::from_config(config)),
+            states: Arc::new(StateTable::new(states)),
+        }
+    }
+}
+
 /// CARP's and pfsync's multicast groups.
 const CARP_V4: [u8; 4] = [224, 0, 0, 18];
 const PFSYNC_V4: [u8; 4] = [224, 0, 0, 240];
