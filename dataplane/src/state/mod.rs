@@ -226,8 +226,13 @@ impl State {
 
     /// pf's `SRC_STATE:DST_STATE` as `pfctl -ss` prints it.
     pub fn state_names(&self) -> (&'static str, &'static str) {
+        let proto = self.key.proto();
+        if proto == rampart_conf::proto::ICMP || proto == rampart_conf::proto::ICMP6 {
+            // pfctl prints ICMP states as 0:0: they have no per-peer progression.
+            return ("0", "0");
+        }
         let name = |p: &Peer| -> &'static str {
-            if self.key.proto() == rampart_conf::proto::TCP {
+            if proto == rampart_conf::proto::TCP {
                 tcp::tcps::NAMES
                     .get(p.state as usize)
                     .copied()

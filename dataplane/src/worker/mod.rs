@@ -155,6 +155,9 @@ enum Outcome {
     Drop(DropReason),
     /// Hand the frame to the control core.
     ToControl,
+    /// Handled here with nothing to send (ARP / ND heard for learning, or for other
+    /// hosts): freed, and not a drop.
+    Consumed,
 }
 
 /// One worker's loop state. `P` is the port backend (DPDK queues or in-memory ports).
@@ -319,6 +322,7 @@ impl<P: Port> Worker<P> {
             match outcome {
                 Outcome::Transmit(out) => self.tx[out as usize].push(buf),
                 Outcome::Drop(reason) => self.stats.count_drop(reason),
+                Outcome::Consumed => {}
                 Outcome::ToControl => {
                     // The frame's buffer goes with it; a full queue drops it (never blocks).
                     if self
@@ -432,7 +436,7 @@ impl<P: Port> Worker<P> {
                 return Outcome::Transmit(port);
             }
         }
-        Outcome::Drop(DropReason::Local)
+        Outcome::Consumed
     }
 
     fn neighbor_discovery(
@@ -494,7 +498,7 @@ impl<P: Port> Worker<P> {
                 }
             }
         }
-        Outcome::Drop(DropReason::Local)
+        Outcome::Consumed
     }
 
     /// IPv4 / IPv6: to the appliance itself, or through it.
