@@ -11,5 +11,6 @@
 pub mod carp;
 pub mod ctl;
 pub mod neighbor;
+pub mod pfsync;
 pub mod report;
 pub mod runtime;

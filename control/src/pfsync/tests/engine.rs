@@ -1,0 +1,836 @@
+//! The engine on a virtual clock: two nodes over a simulated link.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use rampart_conf::MacAddr;
+use rampart_dataplane::state::tcp::{tcps, Peer};
+use rampart_dataplane::state::{State, Timeout};
+
+use super::{ms, synced_view, tcp_state, udp_state, Node, Pair, ADDR_A, ADDR_B, T0};
+use crate::pfsync::wire::{self, action, parse, Bus, Clr, IfName, Message, StateMsg};
+use crate::pfsync::{Action, BulkEvent, BulkPhase, Datagram, StateChange, StateId, BULK_MAX_TRIES};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Every message of every frame, in order.
+fn messages(frames: &[Datagram]) -> Vec<Message> {
+    frames
+        .iter()
+        .flat_map(|d| {
+            parse(&d.payload)
+                .unwrap()
+                .sections()
+                .flat_map(|s| s.unwrap().messages().collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn actions_of(frames: &[Datagram]) -> Vec<u8> {
+    messages(frames).iter().map(Message::action).collect()
+}
+
+/// Asserts both tables hold the same states (by identity, on the synced fields).
+fn assert_tables_agree(pair: &Pair) {
+    let a = pair.a.states();
+    let b = pair.b.states();
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "the same identities"
+    );
+    for (id, state) in &a {
+        assert_eq!(synced_view(state), synced_view(&b[id]), "state {id}");
+        // A merge refreshes a state when it arrives, up to a flush delay after the sender's
+        // packet; an import rebuilds it from whole seconds.
+        assert!(
+            state.last_ms.abs_diff(b[id].last_ms) <= 2000,
+            "state {id}: last activity {} vs {}",
+            state.last_ms,
+            b[id].last_ms
+        );
+    }
+}
+
+#[test]
+fn inserts_updates_and_deletes_reach_the_peer() {
+    let mut pair = Pair::new();
+    let mut now = T0;
+    let mut keys = Vec::new();
+    for i in 0..60 {
+        let state = if i % 3 == 0 {
+            udp_state(i, now)
+        } else {
+            tcp_state(i, now)
+        };
+        keys.push(pair.a.create(state, now).key);
+    }
+    now += SEC;
+    pair.settle(now);
+    assert_eq!(pair.b.table.len(), 60);
+    assert_tables_agree(&pair);
+    // Learned states keep A's creator id.
+    assert!(pair.b.states().keys().all(|id| id.creator == 0xa));
+    assert!(actions_of(&pair.a_sent).iter().all(|&a| a == action::INS));
+
+    // Updates: advance the windows and close some connections.
+    now += SEC;
+    for (i, key) in keys.iter().enumerate().filter(|(i, _)| i % 3 != 0).take(20) {
+        pair.a.update(key, now, |s| {
+            s.peers[0].seqlo += 5000;
+            s.peers[1].seqhi += 7000;
+            s.last_ms = ms(now);
+            if i % 2 == 0 {
+                s.peers[0].state = tcps::FIN_WAIT_2;
+                s.peers[1].state = tcps::FIN_WAIT_2;
+                s.timeout = Timeout::TcpClosed;
+            }
+        });
+    }
+    let sent_before = pair.a_sent.len();
+    now += SEC;
+    pair.settle(now);
+    let update_frames = &pair.a_sent[sent_before..];
+    assert!(actions_of(update_frames)
+        .iter()
+        .all(|&a| a == action::UPD_C));
+    assert_eq!(messages(update_frames).len(), 20);
+    assert_tables_agree(&pair);
+
+    // Deletes.
+    now += SEC;
+    for key in &keys[..10] {
+        pair.a.delete(key, now);
+    }
+    now += SEC;
+    pair.settle(now);
+    assert_eq!(pair.b.table.len(), 50);
+    assert_tables_agree(&pair);
+    assert_eq!(pair.b.engine.counters().received.get(action::DEL_C), 10);
+    assert_eq!(pair.b.engine.known_states(), 50);
+}
+
+#[test]
+fn an_insert_and_its_updates_leave_as_one_ins() {
+    let mut pair = Pair::new();
+    let key = pair.a.create(tcp_state(1, T0), T0).key;
+    for step in 1..=5u32 {
+        pair.a
+            .update(&key, T0 + millis(100 * u64::from(step)), |s| {
+                s.peers[0].seqlo += 100
+            });
+    }
+    pair.settle(T0 + millis(900));
+    assert!(pair.a_sent.is_empty());
+    pair.settle(T0 + SEC);
+    assert_eq!(pair.a_sent.len(), 1);
+    assert_eq!(actions_of(&pair.a_sent), vec![action::INS]);
+    // It carries the state as it was when written: all five updates.
+    assert_eq!(pair.b.get(&key).unwrap().peers[0].seqlo, 1_001 + 500);
+}
+
+#[test]
+fn updates_coalesce_into_one_upd_c_per_second() {
+    let mut pair = Pair::new();
+    let key = pair.a.create(udp_state(1, T0), T0).key;
+    pair.settle(T0 + SEC);
+    let t = T0 + 10 * SEC;
+    for step in 0..10u64 {
+        pair.a
+            .update(&key, t + millis(50 * step), |s| s.last_ms += 1);
+    }
+    let before = pair.a_sent.len();
+    pair.settle(t + millis(999));
+    assert_eq!(pair.a_sent.len(), before);
+    pair.settle(t + SEC);
+    assert_eq!(actions_of(&pair.a_sent[before..]), vec![action::UPD_C]);
+}
+
+#[test]
+fn maxupd_flushes_a_busy_tcp_state_at_once() {
+    let mut pair = Pair::with(|c| c.maxupd = 4);
+    let tcp = pair.a.create(tcp_state(1, T0), T0).key;
+    let udp = pair.a.create(udp_state(1, T0), T0).key;
+    pair.settle(T0 + SEC);
+    let t = T0 + 10 * SEC;
+    // The first update queues an UPD_C; each further one counts; the 4th further one flushes.
+    pair.a.update(&tcp, t, |s| s.peers[0].seqlo += 1);
+    for n in 1..=4 {
+        let before = pair.a_sent.len();
+        pair.a.update(&tcp, t, |s| s.peers[0].seqlo += 1);
+        pair.settle(t);
+        let flushed = pair.a_sent.len() > before;
+        assert_eq!(flushed, n == 4, "update {n}");
+    }
+    assert_eq!(pair.b.get(&tcp).unwrap().peers[0].seqlo, 1_001 + 5);
+    // UDP states are not counted.
+    for _ in 0..20 {
+        pair.a.update(&udp, t + SEC, |s| s.last_ms += 1);
+    }
+    let before = pair.a_sent.len();
+    pair.settle(t + SEC);
+    assert_eq!(pair.a_sent.len(), before);
+    assert_eq!(pair.a.engine.next_timeout(), Some(t + 2 * SEC));
+
+    // A worker that coalesces its events reports several updates at once: the same rule.
+    let t = t + 10 * SEC;
+    pair.settle(t);
+    let state = pair.a.get(&tcp).unwrap();
+    pair.a.engine.state_updated_n(&state, 4, t);
+    assert_eq!(
+        pair.a.engine.next_timeout(),
+        Some(t + SEC),
+        "1 queues, 3 counted"
+    );
+    pair.a.engine.state_updated_n(&state, 1, t);
+    assert_eq!(
+        pair.a.engine.next_timeout(),
+        Some(t),
+        "the 4th counted flushes"
+    );
+}
+
+#[test]
+fn a_full_packet_goes_at_once_and_packets_fit_the_mtu() {
+    let mut pair = Pair::new();
+    for i in 0..5 {
+        pair.a.create(tcp_state(i, T0), T0);
+    }
+    // Five INS fit in one packet at MTU 1500: the timer still rules.
+    assert_eq!(pair.a.engine.next_timeout(), Some(T0 + SEC));
+    pair.a.create(tcp_state(5, T0), T0);
+    assert_eq!(pair.a.engine.next_timeout(), Some(T0));
+    for i in 6..40 {
+        pair.a.create(tcp_state(i, T0), T0);
+    }
+    pair.settle(T0);
+    assert_eq!(pair.a_sent.len(), 8);
+    for d in &pair.a_sent {
+        assert!(d.payload.len() + wire::IP_HEADER_LEN <= 1500);
+        assert_eq!(messages(std::slice::from_ref(d)).len(), 5);
+    }
+    assert_eq!(pair.b.table.len(), 40);
+}
+
+#[test]
+fn a_state_the_peer_just_updated_is_sent_at_once() {
+    let mut pair = Pair::new();
+    let key = pair.a.create(tcp_state(1, T0), T0).key;
+    pair.settle(T0 + SEC);
+    // A updates; B merges it at t.
+    let t = T0 + 10 * SEC;
+    pair.a.update(&key, t, |s| {
+        s.peers[0].seqlo += 10;
+        s.last_ms = ms(t);
+    });
+    pair.settle(t + SEC);
+    // B's own update within 2 s of that goes at once…
+    let before = pair.b_sent.len();
+    pair.b.update(&key, t + millis(1500), |s| {
+        s.peers[1].seqlo += 10;
+        s.last_ms = ms(t + millis(1500));
+    });
+    pair.settle(t + millis(1500));
+    assert_eq!(pair.b_sent.len(), before + 1);
+    // …later ones wait for the timer.
+    let before = pair.b_sent.len();
+    pair.b.update(&key, t + 10 * SEC, |s| {
+        s.peers[1].seqlo += 10;
+        s.last_ms = ms(t + 10 * SEC);
+    });
+    pair.settle(t + 10 * SEC);
+    assert_eq!(pair.b_sent.len(), before);
+    pair.settle(t + 11 * SEC);
+    assert_eq!(pair.b_sent.len(), before + 1);
+    assert_tables_agree(&pair);
+}
+
+#[test]
+fn a_delete_cancels_a_queued_insert() {
+    let mut pair = Pair::new();
+    let short_lived = pair.a.create(tcp_state(1, T0), T0).key;
+    pair.a.update(&short_lived, T0, |s| s.peers[0].seqlo += 1);
+    pair.a.delete(&short_lived, T0 + millis(10));
+    pair.settle(T0 + 2 * SEC);
+    assert!(pair.a_sent.is_empty(), "INS then DEL: nothing at all");
+
+    // An update then a delete: only the DEL_C.
+    let key = pair.a.create(tcp_state(2, T0), T0 + 2 * SEC).key;
+    pair.settle(T0 + 3 * SEC);
+    pair.a.update(&key, T0 + 4 * SEC, |s| s.peers[0].seqlo += 1);
+    pair.a.delete(&key, T0 + 4 * SEC);
+    let before = pair.a_sent.len();
+    pair.settle(T0 + 5 * SEC);
+    assert_eq!(actions_of(&pair.a_sent[before..]), vec![action::DEL_C]);
+    assert!(pair.b.table.is_empty());
+}
+
+#[test]
+fn a_stale_update_never_rolls_a_peer_back() {
+    let mut pair = Pair::new();
+    let key = pair.a.create(tcp_state(1, T0), T0).key;
+    pair.settle(T0 + SEC);
+    let t = T0 + 10 * SEC;
+    // B saw the initiator move on and close; A saw the responder move on.
+    pair.b.update(&key, t, |s| {
+        s.peers[0].seqlo += 2000;
+        s.peers[0].state = tcps::FIN_WAIT_2;
+    });
+    pair.a.update(&key, t, |s| s.peers[1].seqlo += 3000);
+    let a_before = pair.a.get(&key).unwrap();
+    let b_before = pair.b.get(&key).unwrap();
+    // A's update reaches B first (B's own queue is not flushed yet).
+    let from_a = pair.a.poll(t + SEC);
+    assert_eq!(actions_of(&from_a), vec![action::UPD_C]);
+    let replies = pair.b.receive(ADDR_A, &from_a[0], t + SEC);
+    let b_after = pair.b.get(&key).unwrap();
+    assert_eq!(
+        b_after.peers[0], b_before.peers[0],
+        "the initiator side is not rolled back"
+    );
+    assert_eq!(
+        b_after.peers[1], a_before.peers[1],
+        "the responder side is taken"
+    );
+    assert_eq!(pair.b.engine.counters().stale, 1);
+    // B answers at once with its merged view, and A converges without answering back.
+    assert_eq!(actions_of(&replies), vec![action::UPD_C]);
+    let a_replies = pair.a.receive(ADDR_B, &replies[0], t + SEC);
+    assert!(a_replies.is_empty());
+    assert_eq!(pair.a.get(&key).unwrap().peers, b_after.peers);
+    assert_eq!(pair.a.engine.counters().stale, 0);
+    pair.settle(t + 5 * SEC);
+    assert_tables_agree(&pair);
+    assert_eq!(pair.a.get(&key).unwrap().peers[0].state, tcps::FIN_WAIT_2);
+}
+
+#[test]
+fn merges_follow_pfsync_upd_tcp() {
+    use crate::pfsync::Merge;
+    let mut state = tcp_state(1, T0);
+    let ours = state.peers;
+    let key = state.key;
+    let merge = |peers: [Peer; 2]| Merge {
+        key,
+        id: StateId::new(1, 1),
+        peers,
+        timeout: Timeout::TcpClosing,
+    };
+    // Equal states, their seqlo behind on both sides: both stale, nothing refreshed.
+    let mut behind = ours;
+    behind[0].seqlo -= 1;
+    behind[1].seqlo -= 1;
+    assert_eq!(merge(behind).apply(&mut state, 5), 2);
+    assert_eq!((state.peers, state.last_ms), (ours, ms(T0)));
+    assert_eq!(state.timeout, Timeout::TcpEstablished);
+    // Their responder ahead in state with a lower seqlo: taken (state decides first).
+    let mut ahead = ours;
+    ahead[1].state = tcps::CLOSING;
+    ahead[1].seqlo -= 100;
+    assert_eq!(merge(ahead).apply(&mut state, 5), 0);
+    assert_eq!(state.peers[1], ahead[1]);
+    assert_eq!((state.last_ms, state.timeout), (5, Timeout::TcpClosing));
+    // A lower TCP state never wins, whatever its sequence numbers.
+    let mut back = state.peers;
+    back[1].state = tcps::ESTABLISHED;
+    back[1].seqlo += 1_000_000;
+    assert_eq!(merge(back).apply(&mut state, 6), 1);
+    assert_eq!(state.peers[1].state, tcps::CLOSING);
+    // Sequence numbers compare modulo 2^32.
+    let mut wrapped = state.peers;
+    wrapped[0].seqlo = state.peers[0].seqlo.wrapping_add(0x8000_0000 - 1);
+    assert_eq!(merge(wrapped).apply(&mut state, 7), 0);
+    // Non-TCP: only the level counts.
+    let mut udp = udp_state(1, T0);
+    let mut lower = udp.peers;
+    lower[0].state = 1;
+    lower[1].state = 2;
+    let m = Merge {
+        key: udp.key,
+        ..merge(lower)
+    };
+    assert_eq!(m.apply(&mut udp, 9), 1);
+    assert_eq!((udp.peers[0].state, udp.peers[1].state), (2, 2));
+}
+
+#[test]
+fn an_update_for_an_unknown_state_asks_for_it() {
+    let mut pair = Pair::new();
+    let key = pair.a.create(tcp_state(1, T0), T0).key;
+    // B misses the INS.
+    let lost = pair.a.poll(T0 + SEC);
+    assert_eq!(actions_of(&lost), vec![action::INS]);
+    let t = T0 + 5 * SEC;
+    pair.a.update(&key, t, |s| s.peers[0].seqlo += 1);
+    let upd_c = pair.a.poll(t + SEC);
+    let request = pair.b.receive(ADDR_A, &upd_c[0], t + SEC);
+    let id = pair.a.states().into_keys().next().unwrap();
+    assert_eq!(messages(&request), vec![Message::UpdReq(id)]);
+    // A answers at once with the full state.
+    let answer = pair.a.receive(ADDR_B, &request[0], t + SEC);
+    assert_eq!(actions_of(&answer), vec![action::UPD]);
+    pair.b.receive(ADDR_A, &answer[0], t + SEC);
+    assert_tables_agree(&pair);
+}
+
+#[test]
+fn an_ins_asking_for_an_ack_gets_one_at_once() {
+    let mut b = Node::new(0xb, ADDR_B, |_| {});
+    let mut state = tcp_state(1, T0);
+    state.id = 77;
+    state.creator = 0xa;
+    let timeouts = *b.table.timeouts();
+    let cx = crate::pfsync::Conversion {
+        now_ms: ms(T0),
+        timeouts: &timeouts,
+        state_count: 0,
+        interfaces: &[],
+        default_iface: 0,
+    };
+    let mut msg = StateMsg::from_state(&state, &cx);
+    msg.state_flags |= wire::state_flags::ACK;
+    let frame = Datagram {
+        dst: Ipv4Addr::new(224, 0, 0, 240),
+        payload: wire::encode(&[Message::Ins(Box::new(msg))]),
+    };
+    let replies = b.receive(ADDR_A, &frame, T0);
+    assert_eq!(
+        messages(&replies),
+        vec![Message::InsAck(StateId::new(77, 0xa))]
+    );
+    assert!(b.get(&state.key).is_some());
+    assert_eq!(b.engine.counters().host_id_conflicts, 0);
+
+    // A peer inserting states under our own host id is a misconfiguration worth showing.
+    let mut ours = tcp_state(2, T0);
+    ours.id = 78;
+    ours.creator = 0xb;
+    let frame = Datagram {
+        dst: frame.dst,
+        payload: wire::encode(&[Message::Ins(Box::new(StateMsg::from_state(&ours, &cx)))]),
+    };
+    b.receive(ADDR_A, &frame, T0);
+    assert_eq!(b.engine.counters().host_id_conflicts, 1);
+}
+
+#[test]
+fn clr_removes_only_that_creators_states() {
+    let mut pair = Pair::new();
+    for i in 0..10 {
+        pair.a.create(tcp_state(i, T0), T0);
+    }
+    for i in 100..105 {
+        pair.b.create(tcp_state(i, T0), T0);
+    }
+    pair.settle(T0 + SEC);
+    assert_eq!((pair.a.table.len(), pair.b.table.len()), (15, 15));
+    // A CLR naming an interface B does not have clears nothing.
+    let named = Datagram {
+        dst: Ipv4Addr::new(224, 0, 0, 240),
+        payload: wire::encode(&[Message::Clr(Clr {
+            ifname: IfName::new("em9").unwrap(),
+            creatorid: 0xa,
+        })]),
+    };
+    pair.b.receive(ADDR_A, &named, T0 + 2 * SEC);
+    assert_eq!(pair.b.table.len(), 15);
+    // pfctl -F states on A: A's table empties, and its CLR empties A's states on B.
+    pair.a.table.flush();
+    let clr = pair.a.engine.states_cleared();
+    let clr = pair.a.run(clr, T0 + 2 * SEC);
+    assert_eq!(
+        messages(&clr),
+        vec![Message::Clr(Clr {
+            ifname: IfName::EMPTY,
+            creatorid: 0xa
+        })]
+    );
+    pair.b.receive(ADDR_A, &clr[0], T0 + 2 * SEC);
+    assert_eq!(pair.b.table.len(), 5);
+    assert!(pair.b.states().keys().all(|id| id.creator == 0xb));
+}
+
+#[test]
+fn unknown_actions_are_skipped_and_the_rest_processed() {
+    let mut pair = Pair::new();
+    let key = pair.a.create(tcp_state(1, T0), T0).key;
+    pair.settle(T0 + SEC);
+    let id = pair.a.states().into_keys().next().unwrap();
+    let mut payload = vec![6, 0, 0, 0];
+    payload.extend_from_slice(&[0; 16]);
+    payload.extend_from_slice(&[200, 2, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8]);
+    payload.extend_from_slice(&[action::DEL_C, 3, 0, 1]);
+    payload.extend_from_slice(&id.to_bytes());
+    let len = (payload.len() as u16).to_be_bytes();
+    payload[2..4].copy_from_slice(&len);
+    let frame = Datagram {
+        dst: Ipv4Addr::new(224, 0, 0, 240),
+        payload,
+    };
+    pair.b.receive(ADDR_A, &frame, T0 + 2 * SEC);
+    assert!(pair.b.get(&key).is_none());
+    let c = pair.b.engine.counters();
+    assert_eq!((c.skipped_sections, c.received.get(action::DEL_C)), (1, 1));
+    // TDB is counted and ignored; a bad version is dropped.
+    let tdb = Datagram {
+        dst: frame.dst,
+        payload: wire::encode(&[Message::Tdb(wire::Tdb::default())]),
+    };
+    pair.b.receive(ADDR_A, &tdb, T0 + 2 * SEC);
+    let mut v5 = tdb.clone();
+    v5.payload[0] = 5;
+    pair.b.receive(ADDR_A, &v5, T0 + 2 * SEC);
+    let c = pair.b.engine.counters();
+    assert_eq!((c.tdb_ignored, c.bad_version), (1, 1));
+}
+
+/// Runs a bulk from A to B: B requests, A answers `per_loop` packets per loop iteration, a
+/// loop every `step`. Returns the bulk frames.
+fn run_bulk(pair: &mut Pair, start: Duration, per_loop: usize, step: Duration) -> Vec<Datagram> {
+    let mut now = start;
+    let request = pair.b.engine.request_bulk(now);
+    let request = pair.b.run(request, now);
+    assert_eq!(pair.b.bulk_events, vec![BulkEvent::Started]);
+    assert_eq!(request.len(), 1);
+    assert_eq!(request[0].payload, wire::bulk_request());
+    assert!(pair.a.receive(ADDR_B, &request[0], now).is_empty());
+    assert!(pair.a.engine.bulk_sending());
+    let mut frames = Vec::new();
+    while pair.a.engine.bulk_sending() {
+        let actions = pair.a.engine.bulk_next(now, per_loop, &pair.a.table);
+        for d in pair.a.run(actions, now) {
+            assert!(d.payload.len() + wire::IP_HEADER_LEN <= 1500);
+            assert!(pair.b.receive(ADDR_A, &d, now).is_empty());
+            frames.push(d);
+        }
+        now += step;
+    }
+    frames
+}
+
+#[test]
+fn a_bulk_of_10000_states_completes() {
+    let mut pair = Pair::new();
+    for i in 0..10_000 {
+        let state = if i % 4 == 0 {
+            udp_state(i, T0)
+        } else {
+            tcp_state(i, T0)
+        };
+        let hash = pair.a.table.hash(&state.key);
+        pair.a.table.lock(hash).insert(hash, state).unwrap();
+    }
+    let frames = run_bulk(&mut pair, T0, 16, millis(1));
+    // 5 states per packet at MTU 1500, BUS START in the first, BUS END fits in the last.
+    assert_eq!(frames.len(), 2000);
+    let first = messages(&frames[..1]);
+    assert_eq!(first[0].action(), action::BUS);
+    assert!(matches!(
+        first[0],
+        Message::Bus(Bus {
+            status: wire::BUS_START,
+            creatorid: 0xa,
+            ..
+        })
+    ));
+    let last = messages(&frames[frames.len() - 1..]);
+    assert!(matches!(
+        last.last(),
+        Some(Message::Bus(Bus {
+            status: wire::BUS_END,
+            ..
+        }))
+    ));
+    assert_eq!(
+        pair.b.bulk_events,
+        vec![BulkEvent::Started, BulkEvent::Done]
+    );
+    assert_eq!(pair.b.engine.bulk_status().phase, BulkPhase::Done);
+    assert_eq!(pair.b.table.len(), 10_000);
+    assert_tables_agree(&pair);
+    let c = pair.a.engine.counters();
+    assert_eq!((c.bulks_sent, c.bulk_states_sent), (1, 10_000));
+    assert_eq!(pair.b.engine.counters().bulks_received, 1);
+}
+
+#[test]
+fn an_empty_table_answers_a_bulk_with_bus_end() {
+    let mut pair = Pair::new();
+    let frames = run_bulk(&mut pair, T0, 1, millis(1));
+    assert_eq!(
+        messages(&frames),
+        vec![Message::Bus(Bus {
+            creatorid: 0xa,
+            endtime: 0,
+            status: wire::BUS_END
+        })]
+    );
+    assert_eq!(
+        pair.b.bulk_events,
+        vec![BulkEvent::Started, BulkEvent::Done]
+    );
+}
+
+#[test]
+fn the_bulk_timeout_runs_from_the_last_bulk_packet() {
+    let mut pair = Pair::with(|c| c.bulk_progress_timeout = 10 * SEC);
+    for i in 0..100 {
+        let state = tcp_state(i, T0);
+        let hash = pair.a.table.hash(&state.key);
+        pair.a.table.lock(hash).insert(hash, state).unwrap();
+    }
+    // One packet every 8 s: 20 packets over 160 s, far beyond 10 s in total, never 10 s
+    // without progress.
+    let mut now = T0;
+    let frames = {
+        let request = pair.b.engine.request_bulk(now);
+        let request = pair.b.run(request, now);
+        pair.a.receive(ADDR_B, &request[0], now);
+        let mut frames = Vec::new();
+        while pair.a.engine.bulk_sending() {
+            let actions = pair.a.engine.bulk_next(now, 1, &pair.a.table);
+            for d in pair.a.run(actions, now) {
+                pair.b.receive(ADDR_A, &d, now);
+                frames.push(d);
+            }
+            now += 8 * SEC;
+            assert!(
+                pair.b.poll(now - SEC).is_empty(),
+                "no retry while progressing"
+            );
+        }
+        frames
+    };
+    assert_eq!(frames.len(), 20);
+    assert_eq!(
+        pair.b.bulk_events,
+        vec![BulkEvent::Started, BulkEvent::Done]
+    );
+
+    // Now a bulk that stalls after three packets.
+    let mut pair = Pair::with(|c| c.bulk_progress_timeout = 10 * SEC);
+    for i in 0..100 {
+        let state = tcp_state(i, T0);
+        let hash = pair.a.table.hash(&state.key);
+        pair.a.table.lock(hash).insert(hash, state).unwrap();
+    }
+    let now = T0;
+    let request = pair.b.engine.request_bulk(now);
+    let request = pair.b.run(request, now);
+    pair.a.receive(ADDR_B, &request[0], now);
+    let mut last = now;
+    for n in 0..3u32 {
+        last = now + n * 3 * SEC;
+        let actions = pair.a.engine.bulk_next(last, 1, &pair.a.table);
+        for d in pair.a.run(actions, last) {
+            pair.b.receive(ADDR_A, &d, last);
+        }
+    }
+    assert_eq!(pair.b.engine.bulk_status().phase, BulkPhase::Receiving);
+    assert_eq!(pair.b.engine.bulk_status().last_progress, Some(last));
+    assert!(pair.b.poll(last + 10 * SEC - millis(1)).is_empty());
+    // Ten seconds of silence: the request goes again, CARP stays demoted.
+    let retry = pair.b.poll(last + 10 * SEC);
+    assert_eq!(
+        messages(&retry),
+        vec![Message::UpdReq(StateId::BULK_REQUEST)]
+    );
+    assert_eq!(pair.b.engine.bulk_status().phase, BulkPhase::Requested);
+    assert_eq!(pair.b.bulk_events, vec![BulkEvent::Started]);
+    // Nobody answers: a request every 2 s up to 12 in all, then the demotion is released.
+    let mut t = last + 10 * SEC;
+    let mut requests = 2;
+    loop {
+        t += 2 * SEC;
+        let out = pair.b.poll(t);
+        if pair.b.bulk_events.len() > 1 {
+            assert!(out.is_empty());
+            break;
+        }
+        assert_eq!(out.len(), 1);
+        requests += 1;
+    }
+    assert_eq!(requests, BULK_MAX_TRIES);
+    assert_eq!(
+        pair.b.bulk_events,
+        vec![BulkEvent::Started, BulkEvent::TimedOut]
+    );
+    assert_eq!(pair.b.engine.counters().bulk_timeouts, 1);
+    assert_eq!(pair.b.engine.next_timeout(), None);
+}
+
+#[test]
+fn bulk_requests_are_idempotent_and_wait_for_the_link() {
+    let mut b = Node::new(0xb, ADDR_B, |_| {});
+    b.engine.link_state(false, T0);
+    let out = b.engine.request_bulk(T0);
+    assert_eq!(b.run(out, T0).len(), 0, "no link, no request yet");
+    assert_eq!(b.engine.bulk_status().phase, BulkPhase::WaitingForLink);
+    // Asking again changes nothing (no second demotion).
+    let again = b.engine.request_bulk(T0 + SEC);
+    assert!(again.is_empty());
+    let up = b.engine.link_state(true, T0 + 2 * SEC);
+    let sent = b.run(up, T0 + 2 * SEC);
+    assert_eq!(
+        messages(&sent),
+        vec![Message::UpdReq(StateId::BULK_REQUEST)]
+    );
+    assert_eq!(b.bulk_events, vec![BulkEvent::Started]);
+    let cancel = b.engine.cancel_bulk_request();
+    b.run(cancel, T0 + 3 * SEC);
+    assert_eq!(
+        b.bulk_events,
+        vec![BulkEvent::Started, BulkEvent::Cancelled]
+    );
+
+    // A link that never comes up: given up after 30 s.
+    let mut c = Node::new(0xc, ADDR_B, |_| {});
+    c.engine.link_state(false, T0);
+    let out = c.engine.request_bulk(T0);
+    c.run(out, T0);
+    assert!(c.poll(T0 + 29 * SEC).is_empty());
+    c.poll(T0 + 30 * SEC);
+    assert_eq!(c.bulk_events, vec![BulkEvent::Started, BulkEvent::TimedOut]);
+}
+
+#[test]
+fn a_bulk_request_during_a_bulk_is_absorbed() {
+    let mut a = Node::new(0xa, ADDR_A, |_| {});
+    for i in 0..50 {
+        a.create(tcp_state(i, T0), T0);
+    }
+    let request = Datagram {
+        dst: Ipv4Addr::new(224, 0, 0, 240),
+        payload: wire::bulk_request(),
+    };
+    a.receive(ADDR_B, &request, T0);
+    let first = a.engine.bulk_next(T0, 2, &a.table);
+    assert_eq!(a.run(first, T0).len(), 2);
+    a.receive(ADDR_B, &request, T0);
+    assert_eq!(a.engine.counters().bulk_requests_absorbed, 1);
+    let mut rest = 0;
+    while a.engine.bulk_sending() {
+        let out = a.engine.bulk_next(T0, 100, &a.table);
+        rest += a.run(out, T0).len();
+    }
+    assert_eq!(
+        rest, 8,
+        "50 states, 5 a packet; BUS END fits in the tenth packet"
+    );
+}
+
+#[test]
+fn handle_frame_checks_the_outer_packet() {
+    let mut pair = Pair::with(|c| c.sync_iface = 2);
+    let key = pair.a.create(tcp_state(1, T0), T0).key;
+    let sent = pair.a.poll(T0 + SEC);
+    let frame = sent[0].ethernet_frame(
+        ADDR_A,
+        MacAddr([2, 0, 0, 0, 0, 0xa]),
+        sent[0].group_mac().unwrap(),
+        7,
+    );
+    // Wrong interface, wrong TTL, not pfsync: counted and dropped.
+    assert!(pair
+        .b
+        .engine
+        .handle_frame(1, &frame, T0 + SEC, &pair.b.table)
+        .is_empty());
+    let mut ttl = frame.clone();
+    ttl[14 + 8] = 64;
+    assert!(pair
+        .b
+        .engine
+        .handle_frame(2, &ttl, T0 + SEC, &pair.b.table)
+        .is_empty());
+    assert!(pair
+        .b
+        .engine
+        .handle_frame(2, &frame[..20], T0 + SEC, &pair.b.table)
+        .is_empty());
+    let c = pair.b.engine.counters();
+    assert_eq!((c.bad_interface, c.bad_ttl, c.malformed), (1, 1, 1));
+    // The real thing.
+    let actions = pair
+        .b
+        .engine
+        .handle_frame(2, &frame, T0 + SEC, &pair.b.table);
+    assert!(matches!(
+        actions[..],
+        [Action::Apply(StateChange::Insert(_))]
+    ));
+    pair.b.run(actions, T0 + SEC);
+    assert!(pair.b.get(&key).is_some());
+    // Our own frame, looped back, is ignored.
+    let own = pair
+        .a
+        .engine
+        .handle_payload(ADDR_A, &sent[0].payload, T0 + SEC, &pair.a.table);
+    assert!(own.is_empty());
+    assert_eq!(pair.a.engine.counters().own_loop, 1);
+}
+
+#[test]
+fn unicast_peer_and_forgotten_states() {
+    let peer = Ipv4Addr::new(198, 18, 0, 2);
+    let mut a = Node::new(0xa, ADDR_A, |c| {
+        c.peer = Some(peer);
+        c.index_gc_budget = 10;
+    });
+    for i in 0..30 {
+        a.create(tcp_state(i, T0), T0);
+    }
+    let sent = a.poll(T0 + SEC);
+    assert!(sent
+        .iter()
+        .all(|d| d.dst == peer && d.group_mac().is_none()));
+    assert_eq!(a.engine.known_states(), 30);
+    // States that leave the table without an event (expired on a worker's lookup) are
+    // forgotten by the index check, a slice per poll.
+    a.table.flush();
+    // One slice per 100 ms.
+    a.poll(T0 + SEC + millis(50));
+    assert_eq!(a.engine.known_states(), 30, "not yet");
+    // The walk resumes where the last slice stopped and wraps around.
+    for n in 1..=4 {
+        a.poll(T0 + SEC + millis(100 * n));
+    }
+    assert_eq!(a.engine.known_states(), 0);
+}
+
+#[test]
+fn an_insert_whose_key_is_taken_is_refused() {
+    let mut pair = Pair::new();
+    // Both nodes created the same connection (asymmetric routing): different identities.
+    pair.b.create(tcp_state(1, T0), T0);
+    let b_queued = pair.b.engine.queued();
+    assert_eq!(b_queued, 1);
+    pair.a.create(tcp_state(1, T0), T0);
+    let sent = pair.a.poll(T0 + SEC);
+    pair.b.receive(ADDR_A, &sent[0], T0 + SEC);
+    assert_eq!(pair.b.engine.counters().insert_failures, 1);
+    assert_eq!(pair.b.table.len(), 1);
+    assert_eq!(pair.b.states().keys().next().unwrap().creator, 0xb);
+}
+
+#[test]
+fn updates_for_a_deleted_state_are_not_sent() {
+    let mut a = Node::new(0xa, ADDR_A, |_| {});
+    let state: State = a.create(tcp_state(1, T0), T0);
+    a.poll(T0 + SEC);
+    a.update(&state.key, T0 + 2 * SEC, |s| s.peers[0].seqlo += 1);
+    // The state leaves the table before the event does: the UPD_C has nothing to carry.
+    let hash = a.table.hash(&state.key);
+    {
+        let mut shard = a.table.lock(hash);
+        let idx = shard.find(&state.key, hash, 0).unwrap();
+        shard.remove(idx, hash);
+    }
+    assert!(a.poll(T0 + 3 * SEC).is_empty());
+    assert_eq!(a.engine.counters().vanished, 1);
+}
