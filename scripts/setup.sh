@@ -8,9 +8,11 @@ set -euo pipefail
 # for bindgen; dpdk for its tools (dpdk-hugepages.py, dpdk-devbind.py) and its drivers.
 # The network-namespace lab (tests/lab/lab.sh) and its tests: iproute2 (ip, ss), ethtool (veth
 # offloads), ping, iperf3, netcat, jq for `rampart ctl --json`, tshark to decode captures.
+# The HA lab (tests/lab/ha.sh, tests/ha.rs): ucarp as a CARP peer, python3 for tests/lab/carp.py.
 RAMPART_PACKAGES=(
     pkg-config gcc libdpdk-dev dpdk libclang-dev
     iproute2 ethtool iputils-ping iperf3 netcat-openbsd jq tshark
+    ucarp python3
 )
 # DPDK runs on 2 MiB hugepages: keep at least this many free (the lab's rampart takes ~20,
 # the DPDK tests and benchmarks more).

@@ -257,9 +257,23 @@ fn run_appliance(config: Config) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("CARP: {e}"))?;
     let mut control_sent = 0u64;
     let mut control_tx_failed = 0u64;
+    // Links as last seen (assumed up at start), polled every 500 ms.
+    let mut links: Vec<bool> = vec![true; ports.len()];
+    let mut last_link_check = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
         let now = start.elapsed();
         let mut out: Outgoing = Vec::new();
+        if now >= last_link_check + Duration::from_millis(500) {
+            last_link_check = now;
+            for (i, p) in ports.iter().enumerate() {
+                if let Ok(up) = p.link_up() {
+                    if up != links[i] {
+                        links[i] = up;
+                        plane.link_state(i as u16, up, now, &mut out);
+                    }
+                }
+            }
+        }
         while let Some(msg) = control.pop() {
             plane.handle(msg, now, &mut out);
         }

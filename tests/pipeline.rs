@@ -625,3 +625,18 @@ fn ping_to_the_firewall_is_answered_and_an_unknown_next_hop_is_resolved() {
         assert_eq!(rows[0], ["0", "1", "1"]);
     }
 }
+
+#[test]
+fn a_gratuitous_arp_for_our_own_vip_is_never_answered() {
+    // The new MASTER's announcement, heard by the old MASTER before it steps down: answering
+    // it would pull the virtual MAC back to the old MASTER's switch port (OpenBSD ignores
+    // ARP from its own addresses).
+    let lab = Lab::new("garp", "");
+    let vmac: MacAddr = "00:00:5e:00:01:07".parse().unwrap();
+    let garp = ArpFrame::gratuitous(vmac, "192.0.2.254".parse().unwrap()).to_bytes();
+    // And a neighbour's gratuitous ARP: learned, not answered.
+    let neighbour =
+        ArpFrame::gratuitous(MacAddr(CLIENT_MAC), "192.0.2.77".parse().unwrap()).to_bytes();
+    lab.replay(&[(1000, garp), (1001, neighbour)], &[], &["--master", "7"]);
+    assert!(lab.frames("lan").is_empty(), "nothing answered");
+}

@@ -165,6 +165,25 @@ impl ControlPlane {
             .flatten()
     }
 
+    /// An interface's link went up or down: CARP demotes the node while a link carrying
+    /// CARP groups is down (OpenBSD's link-state demotion).
+    pub fn link_state(&mut self, iface: u16, up: bool, now: Duration, out: &mut Outgoing) {
+        let name = self
+            .shared
+            .interfaces
+            .get(iface)
+            .map_or("?", |i| i.name())
+            .to_string();
+        self.event(
+            now,
+            format!("link {name}: {}", if up { "up" } else { "down" }),
+        );
+        if self.carp_enabled {
+            let actions = self.carp.link_state(iface, up, now);
+            self.apply(actions, now, out);
+        }
+    }
+
     /// A clean stop: CARP's bow-out adverts, so a backup takes over at once.
     pub fn shutdown(&mut self, now: Duration, out: &mut Outgoing) {
         if self.carp_enabled {

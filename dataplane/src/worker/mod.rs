@@ -413,7 +413,18 @@ impl<P: Port> Worker<P> {
             return Outcome::Drop(DropReason::Unsupported);
         };
         let sender_mac = MacAddr(read6(buf.data(), f.l3_offset as usize + 8));
-        let on_link = self.interfaces.on_link(port, IpAddr::V4(sender));
+        // OpenBSD's in_arpinput: an ARP frame from one of our own MACs (the interface's, or
+        // a CARP virtual MAC, e.g. the new MASTER's gratuitous ARP for a VIP we still hold)
+        // is ignored: answering it would pull the virtual MAC back to this port.
+        if sender_mac == own_mac || self.vips.lookup_mac(port, sender_mac).is_some() {
+            return Outcome::Consumed;
+        }
+        let sender_ip = IpAddr::V4(sender);
+        let sender_is_ours = self.interfaces.is_local(sender_ip).is_some()
+            || self.vips.lookup_addr(sender_ip).is_some();
+        // A gratuitous ARP (sender = target) announces; it is never answered.
+        let gratuitous = sender == target;
+        let on_link = self.interfaces.on_link(port, sender_ip);
         let ours = self.interfaces.is_local(IpAddr::V4(target)) == Some(port);
         let vip = self
             .vips
@@ -421,15 +432,16 @@ impl<P: Port> Worker<P> {
             .filter(|v| v.iface == port && self.vips.is_master(v.group));
         if on_link
             && !sender.is_unspecified()
-            && (ours || vip.is_some() || op == arp::operation::REPLY)
+            && !sender_is_ours
+            && (ours || vip.is_some() || gratuitous || op == arp::operation::REPLY)
         {
             self.notify(ToControl::Learn {
                 iface: port,
-                ip: IpAddr::V4(sender),
+                ip: sender_ip,
                 mac: sender_mac,
             });
         }
-        if op == arp::operation::REQUEST && (ours || vip.is_some()) {
+        if op == arp::operation::REQUEST && !gratuitous && (ours || vip.is_some()) {
             let mac = vip.map_or(own_mac, |v| v.mac);
             if reply::arp_reply(buf, f, mac) {
                 self.stats.replies.inc();
