@@ -8,6 +8,9 @@
 #      of the firewall, iperf3 with `rampart ctl states` during it, a blocked and a refused
 #      connection, `rampart ctl info` and `rampart ctl rules`, SIGINT and the final counters,
 #      and the teardown (always, even when a step fails).
+#   3. high availability (tests/lab/ha.sh): two rampart nodes share the client's gateway by
+#      CARP; traffic through the MASTER, the MASTER killed (SIGKILL), the backup taking over
+#      with the failover time printed, the first node returning and preempting, teardown.
 #
 # Exits non-zero as soon as a step that should work does not.
 set -euo pipefail
@@ -69,6 +72,21 @@ if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)
 fi
 "${sudo[@]}" env RAMPART="$rampart" RL_PREFIX="${RL_PREFIX:-rl}" bash tests/lab/lab.sh run-demo
+
+heading "3. High availability: two rampart nodes, one gateway address (tests/lab/ha.sh)"
+ha() { "${sudo[@]}" env RAMPART="$rampart" HA_PREFIX="${HA_PREFIX:-ha}" bash tests/lab/ha.sh "$@"; }
+trap 'ha down >/dev/null 2>&1 || true; rm -rf "$broken"' EXIT
+step ha up
+printf '\n'
+step ha ctl fw-a carp
+step ha ctl fw-b carp
+# The client pings the VIP every 10 ms while fw-a is killed; the failover time is printed.
+step ha failover kill
+step ha ctl fw-b carp
+# fw-a comes back and, with preempt and the lower advskew, takes the gateway back.
+step ha failback
+step ha down
+trap 'rm -rf "$broken"' EXIT
 
 echo
 echo "demo: done"
