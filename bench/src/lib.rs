@@ -1,4 +1,12 @@
-//! The pktgen-style traffic generator and benchmark scenarios.
+//! The traffic generator and benchmark scenarios of `rampart-bench`.
 //!
-//! Empty for now: the generator arrives with the benchmark work. The policy and dataplane
-//! micro-benchmarks live beside their code as criterion benches (`dataplane/benches/`).
+//! - [`flows`]: the benchmark's appliance configuration, its established TCP connections
+//!   (inserted straight into the state table) and the frames of those connections. The same
+//!   traffic as the in-memory worker benchmark (`dataplane/benches/worker.rs`), so the
+//!   figures of the two can be set side by side.
+//!
+//! The `forward` scenario itself (DPDK EAL, ports, generator and worker lcores) is in the
+//! binary (`src/forward.rs`): EAL can start once per process, so it cannot be a library
+//! function that tests call.
+
+pub mod flows;

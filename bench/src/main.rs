@@ -1,0 +1,41 @@
+//! `rampart-bench`: benchmark scenarios for rampart.
+//!
+//! - `forward`: the worker on DPDK ports (`net_ring0` in, `net_null0` out) fed by a
+//!   generator on the other lcore; see `forward.rs` and `bench/forwarding.sh`.
+
+mod forward;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rampart-bench",
+    version,
+    about = "rampart's benchmark scenarios"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Forward established TCP traffic through one worker on DPDK vdevs and measure it.
+    Forward(forward::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Forward(args) => forward::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
