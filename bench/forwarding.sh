@@ -4,7 +4,7 @@
 #
 #   bench/forwarding.sh [--seconds N] [--runs N] [--states "10000 1000000"] [--out DIR]
 #
-# Measures, RUNS times each and interleaved (so a noisy spell hits every measurement alike):
+# Measures, interleaved (so a noisy spell hits every measurement alike):
 #   testpmd-ring-null   testpmd io forwarding, ONE forwarding core, on the same vdevs as
 #                       rampart: net_null0 (RX on) -> net_ring0 -> ring loops TX q0 to RX
 #                       q0 -> net_null0 TX. The figure is net_null0's TX rate: the frames
@@ -23,9 +23,17 @@
 #
 # A run is valid when its poller(s) had their CPU for >= MIN_CPU of the window (read from
 # /proc/.../schedstat): the machine is shared, and a run that lost its CPU to another process
-# measures the machine, not the forwarder. Measurements are repeated, in rounds, until each
-# has RUNS valid runs (at most MAX_ATTEMPTS attempts each); medians are of the valid runs.
-# Before each attempt the script waits (up to QUIET_WAIT s) for the machine to be quiet.
+# measures the machine, not the forwarder. A rampart run must also have kept its worker busy
+# (the ring found empty < 5 % of the time), or the generator set the rate. Measurements are
+# repeated, in rounds, until each has RUNS valid runs (at most MAX_ATTEMPTS attempts each);
+# medians are of the valid runs. Before each attempt the script waits (up to QUIET_WAIT s)
+# for the machine to be quiet, and each run records the cache-line round trip between CPU 0
+# and CPU 1 (rampart-bench cross-core): the VM's two vCPUs are sometimes placed near each
+# other, sometimes far apart, and whatever crosses cores follows.
+#
+# Environment: SECS, RUNS, STATES (as the options), MIN_CPU (0.97), MAX_ATTEMPTS (4 x RUNS),
+# QUIET_WAIT (300), OUT, BIN (a built rampart-bench; else it is built with cargo into
+# CARGO_TARGET_DIR, default /tmp/target-bench).
 #
 # Needs root, DPDK 22.11 with dpdk-testpmd (Debian: apt-get install -y dpdk-dev), python3,
 # and cargo unless BIN points at a built rampart-bench. Reserves 512 hugepages if fewer are
@@ -174,6 +182,9 @@ testpmd_run() {
     local vdevs=() v
     for v in "$@"; do vdevs+=("--vdev=$v"); done
     local logf="$OUT/$label.$n.log"
+    # Which placement of the two vCPUs this run had (rampart-bench forward records its own).
+    local cross
+    cross=$(timeout 60 "$BIN" cross-core --json 2>/dev/null | grep '^{"' | python3 -c 'import json, sys; print(json.loads(sys.stdin.read())["round_trip_ns"])') || cross=
     local lcore_args
     read -ra lcore_args <<< "$lcores"
     local cmd=(dpdk-testpmd "${lcore_args[@]}" "${EAL_COMMON[@]}" "${vdevs[@]}" -- --nb-cores="$cores" "${TESTPMD_APP[@]}")
@@ -196,9 +207,9 @@ testpmd_run() {
     s1=$(thread_sched "$pid" rte-worker-1); g1=$(thread_sched "$pid" rte-worker-2)
     stop_pid "$pid"
     CHILD=
-    python3 - "$logf" "$label" "$n" "$port" "$t_start" "$t_end" "$MIN_CPU" "$s0" "$s1" "$g0" "$g1" "${cmd[*]}" >> "$RESULTS" <<'EOF'
+    python3 - "$logf" "$label" "$n" "$port" "$t_start" "$t_end" "$MIN_CPU" "$s0" "$s1" "$g0" "$g1" "$cross" "${cmd[*]}" >> "$RESULTS" <<'EOF'
 import json, re, sys
-logf, label, n, port, t_start, t_end, min_cpu, s0, s1, g0, g1, cmd = sys.argv[1:]
+logf, label, n, port, t_start, t_end, min_cpu, s0, s1, g0, g1, cross, cmd = sys.argv[1:]
 t_start, t_end, min_cpu = float(t_start), float(t_end), float(min_cpu)
 # Cumulative TX-packets of every port, per stats block, keyed by the block's time.
 blocks, current, p = {}, None, None
@@ -229,6 +240,7 @@ print(json.dumps({
     "label": label, "attempt": int(n), "mpps": mpps,
     "per_port_mpps": per_port, "seconds": seconds,
     "on_cpu": on_cpu, "waited": waited, "generator_on_cpu": generator_on_cpu,
+    "cross_core_ns": float(cross) if cross else None,
     "valid": on_cpu is not None and on_cpu >= min_cpu
              and (generator_on_cpu is None or generator_on_cpu >= min_cpu),
     "streams": {c: [l.split(None, 1)[1].strip() for l in s.strip().split("\n")] for c, s in streams},
@@ -257,10 +269,15 @@ import json, sys
 label, n, min_cpu, cmd = sys.argv[1:]
 r = json.loads(sys.stdin.read())
 w, g = r.get("worker_cpu") or {}, r.get("generator_cpu") or {}
+# The worker must also have been busy: had it found the ring empty for more than 5 % of
+# the window, the generator, not rampart, would have set the rate. (The I/O forwarder is
+# meant to outrun the generator: its idle time is what the generator could not fill.)
+busy = r["forwarder"] == "io" or r["idle_time"] < 0.05
 r.update({"label": label, "attempt": int(n), "cmd": cmd,
           "on_cpu": w.get("on_cpu"), "waited": w.get("waited"),
           "generator_on_cpu": g.get("on_cpu"),
-          "valid": min(w.get("on_cpu", 0), g.get("on_cpu", 0)) >= float(min_cpu)})
+          "cross_core_ns": r.get("cross_core_round_trip_ns"),
+          "valid": busy and min(w.get("on_cpu", 0), g.get("on_cpu", 0)) >= float(min_cpu)})
 print(json.dumps(r))' "$label" "$n" "$MIN_CPU" "${cmd[*]}" >> "$RESULTS"
 }
 
@@ -296,7 +313,8 @@ r = json.loads(sys.argv[1])
 cpu = "-" if r.get("on_cpu") is None else "%.3f" % r["on_cpu"]
 gen = "" if r.get("generator_on_cpu") is None else ", generator %.3f" % r["generator_on_cpu"]
 extra = "" if "drops" not in r else "; worker drops %d, idle %.2f %%" % (r["drops"], 100 * r["idle_time"])
-print("%s attempt %d: %.2f Mpps (on CPU: poller %s%s%s)%s" % (r["label"], r["attempt"], r["mpps"], cpu, gen, extra, "" if r["valid"] else " REJECTED"))' "$last")"
+cross = "" if r.get("cross_core_ns") is None else "; cross-core round trip %.0f ns" % r["cross_core_ns"]
+print("%s attempt %d: %.2f Mpps (on CPU: poller %s%s%s%s)%s" % (r["label"], r["attempt"], r["mpps"], cpu, gen, extra, cross, "" if r["valid"] else " REJECTED"))' "$last")"
         if python3 -c 'import json, sys; sys.exit(0 if json.loads(sys.argv[1])["valid"] else 1)' "$last"; then
             valid[$m]=$((${valid[$m]:-0} + 1))
         fi
@@ -339,13 +357,14 @@ for label in ["testpmd-ring-null", "testpmd-null-null", "io-forwarder"] + ["ramp
     def cpus(r):
         g = r.get("generator_on_cpu")
         return "%.3f" % r["on_cpu"] + ("" if g is None else "+%.3f" % g)
-    extra = ""
+    extra = "; cross-core round trip %s ns" % " / ".join(
+        "-" if r.get("cross_core_ns") is None else "%.0f" % r["cross_core_ns"] for r in k)
     if label.startswith("rampart") or label == "io-forwarder":
-        extra = "; forwarder idle %s %%" % " / ".join("%.2f" % (100 * r["idle_time"]) for r in k)
+        extra += "; forwarder idle %s %%" % " / ".join("%.2f" % (100 * r["idle_time"]) for r in k)
     print("- %s: %s (%s%s); %d of %d attempts valid" % (
         label, " / ".join("%.2f" % r["mpps"] for r in k), " / ".join(cpus(r) for r in k),
         extra, sum(r["valid"] for r in mine), len(mine)))
-print("- an attempt is valid when every poller had its CPU for at least %g %% of the window" % (100 * min_cpu))
+print("- an attempt is valid when every poller had its CPU for at least %g %% of the window, and (rampart) the worker found the ring empty less than 5 %% of the time" % (100 * min_cpu))
 print()
 print("Commands:")
 seen = set()

@@ -239,7 +239,8 @@ fn worker_loop(
     0
 }
 
-/// The plain I/O forwarder (`--forwarder io`): lan's bursts straight to wan.
+/// The plain I/O forwarder (`--forwarder io`): lan's bursts straight to wan. It never
+/// transmits on lan (the generator is that ring's only producer).
 fn io_loop(
     mut lan: DpdkQueue,
     mut wan: DpdkQueue,
@@ -313,9 +314,10 @@ impl Generator<'_> {
         let offered = self.pending.len();
         // SAFETY: `port_id` is net_ring0, started, and kept open (its EthPort outlives the
         // generator) with TX queue 0 configured. The ring behind TX queue 0 is single-
-        // producer, and this is its only producer: the worker holds that queue only through
-        // a receive-only WorkerQueue, which never transmits. `pending` holds `offered`
-        // valid mbufs we own; DPDK takes ownership of the first `n` and only reads the array.
+        // producer, and this is its only producer: the forwarder on lcore 1 holds that queue
+        // only to receive (the worker through a receive-only WorkerQueue, the io loop by
+        // never calling tx_burst on lan). `pending` holds `offered` valid mbufs we own; DPDK
+        // takes ownership of the first `n` and only reads the array.
         let n = unsafe {
             sys::rampart_tx_burst(self.port_id, 0, self.pending.as_mut_ptr(), offered as u16)
         };
@@ -488,6 +490,13 @@ pub fn run(args: Args) -> Result<()> {
     let wan = EthPort::open(&config.interfaces[WAN].device, &port_config, &pool)
         .context("opening wan")?;
     let (lan_queue, wan_queue) = (lan.queue(0)?, wan.queue(0)?);
+    // Which placement of the two vCPUs this run had (see cross_core.rs).
+    let cross_core_ns = crate::cross_core::measure(
+        &eal,
+        WORKER_LCORE,
+        crate::cross_core::ROUND_TRIPS,
+        crate::cross_core::SAMPLES,
+    )?;
 
     let counters = Arc::new(LoopCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -649,6 +658,7 @@ pub fn run(args: Args) -> Result<()> {
         "worker_cpu": worker_cpu,
         "generator_cpu": generator_cpu,
         "no_mbuf": after.no_mbuf - before.no_mbuf,
+        "cross_core_round_trip_ns": cross_core_ns,
         "fill_seconds": fill_seconds,
         "state_bytes": states.memory_bytes(),
         "eal": eal_args.join(" "),
@@ -670,7 +680,8 @@ pub fn run(args: Args) -> Result<()> {
             "forward ({}): {} states, {} flows, {seconds:.2} s: {mpps:.2} Mpps out of net_null0 \
              = {ns_per_packet:.1} ns/packet on the forwarding core; offered {:.2} Mpps; drops \
              {drops_sum} (whole run {drops_total}); forwarder idle {:.2} % of the time ({:.1} % \
-             of polls); on their CPUs: forwarder {:.1} %, generator {:.1} % of the window",
+             of polls); on their CPUs: forwarder {:.1} %, generator {:.1} % of the window; \
+             cross-core round trip {cross_core_ns:.0} ns",
             args.forwarder.name(),
             args.states,
             templates.len(),

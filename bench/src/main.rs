@@ -2,7 +2,10 @@
 //!
 //! - `forward`: the worker on DPDK ports (`net_ring0` in, `net_null0` out) fed by a
 //!   generator on the other lcore; see `forward.rs` and `bench/forwarding.sh`.
+//! - `cross-core`: the cache-line round trip between the generator's and the forwarder's
+//!   CPUs, recorded beside each `forward` run (see `cross_core.rs`).
 
+mod cross_core;
 mod forward;
 
 use std::process::ExitCode;
@@ -24,12 +27,15 @@ struct Cli {
 enum Command {
     /// Forward established TCP traffic through one worker on DPDK vdevs and measure it.
     Forward(forward::Args),
+    /// Measure the cache-line round trip between two CPUs.
+    CrossCore(cross_core::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Forward(args) => forward::run(args),
+        Command::CrossCore(args) => cross_core::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
