@@ -1,4 +1,5 @@
-//! `rampart ctl -s SOCKET info|states|rules [--json]`: pfctl's views of a running appliance.
+//! `rampart ctl -s SOCKET info|states|rules|carp|pfsync [--json]`: pfctl's and ifconfig's
+//! views of a running appliance.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,9 @@ enum What {
     Rules,
     /// CARP groups as OpenBSD's ifconfig shows them; `carp demote N` / `carp promote`.
     Carp,
+    /// pfsync: sync interface, peer, maxupd, defer, bulk status, packets and states sent and
+    /// received, errors by reason (ifconfig pfsync0 + netstat -s -p pfsync).
+    Pfsync,
 }
 
 #[derive(clap::Args)]
@@ -38,6 +42,7 @@ pub fn run(args: Args) -> ExitCode {
         What::States => "states",
         What::Rules => "rules",
         What::Carp => "carp",
+        What::Pfsync => "pfsync",
     }
     .to_string();
     if !args.args.is_empty() {
@@ -67,6 +72,7 @@ pub fn run(args: Args) -> ExitCode {
         What::States => print_states(&reply),
         What::Rules => print_rules(&reply),
         What::Carp => print_carp(&reply),
+        What::Pfsync => print_pfsync(&reply),
     }
     ExitCode::SUCCESS
 }
@@ -176,9 +182,14 @@ fn print_states(v: &Value) {
                 .unwrap_or_default(),
         );
         println!(
-            "   id: {} creatorid: {}",
+            "   id: {} creatorid: {}{}",
             s["id"].as_str().unwrap_or("?"),
-            s["creator"].as_str().unwrap_or("?")
+            s["creator"].as_str().unwrap_or("?"),
+            if s["synced"] == true {
+                " (from the pfsync peer)"
+            } else {
+                ""
+            }
         );
     }
     if n(&v["total"]) > n(&v["shown"]) {
@@ -253,5 +264,65 @@ fn print_carp(v: &Value) {
     if let Some(c) = v["counters"].as_object() {
         let parts: Vec<String> = c.iter().map(|(k, val)| format!("{k} {}", n(val))).collect();
         println!("counters: {}", parts.join(", "));
+    }
+}
+
+fn print_pfsync(v: &Value) {
+    let text = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+    println!(
+        "pfsync: syncdev {} syncpeer {} maxupd {} defer {} mtu {}",
+        text("interface"),
+        text("peer"),
+        n(&v["maxupd"]),
+        if v["defer"] == true { "on" } else { "off" },
+        n(&v["mtu"]),
+    );
+    println!(
+        "        source {} creatorid {}",
+        text("source"),
+        text("creator")
+    );
+    let b = &v["bulk"];
+    let sending = b["sending"]
+        .as_object()
+        .map(|s| format!(", sending {} of {} states", n(&s["sent"]), n(&s["total"])))
+        .unwrap_or_default();
+    println!(
+        "bulk update: {} (tries {}, received {}, sent {} with {} states, timeouts {}){}",
+        b["status"].as_str().unwrap_or("?"),
+        n(&b["tries"]),
+        n(&b["received"]),
+        n(&b["sent"]),
+        n(&b["states_sent"]),
+        n(&b["timeouts"]),
+        sending
+    );
+    println!(
+        "packets: {} sent ({} bytes), {} received; states: {} sent, {} received; {} known, {} queued",
+        n(&v["packets_sent"]),
+        n(&v["bytes_sent"]),
+        n(&v["packets_received"]),
+        n(&v["states_sent"]),
+        n(&v["states_received"]),
+        n(&v["known_states"]),
+        n(&v["queued"]),
+    );
+    for (what, key) in [("sent", "sent"), ("received", "received")] {
+        if let Some(m) = v[key].as_object() {
+            let parts: Vec<String> = m.iter().map(|(k, val)| format!("{k} {}", n(val))).collect();
+            println!("messages {what}: {}", parts.join(", "));
+        }
+    }
+    if let Some(e) = v["errors"].as_object() {
+        let parts: Vec<String> = e
+            .iter()
+            .filter(|(_, val)| n(val) > 0)
+            .map(|(k, val)| format!("{k} {}", n(val)))
+            .collect();
+        if parts.is_empty() {
+            println!("errors: none");
+        } else {
+            println!("errors: {}", parts.join(", "));
+        }
     }
 }

@@ -120,6 +120,8 @@ impl Appliance {
         if !carp {
             plane.disable_carp();
         }
+        // A replay has no pfsync peer: pfsync frames in the input are only counted.
+        plane.disable_pfsync();
         Ok(Appliance {
             config,
             shared,

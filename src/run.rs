@@ -193,6 +193,8 @@ fn run_appliance(config: Config) -> Result<()> {
         StateTableConfig::from_config(&config, 256, host_id, boot_secs << 32),
     );
     let control: Arc<ArrayQueue<ToControl<Mbuf>>> = Arc::new(ArrayQueue::new(4096));
+    let mut plane = ControlPlane::new(&config, shared.clone(), random_u64)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let stop_workers = Arc::new(AtomicBool::new(false));
     let mut stats: Vec<Arc<WorkerStats>> = Vec::new();
     let injection: Arc<InjectionQueue<Mbuf>> = Arc::new(ArrayQueue::new(1024));
@@ -204,6 +206,9 @@ fn run_appliance(config: Config) -> Result<()> {
             .collect::<Result<Vec<_>, _>>()
             .context("taking worker queues")?;
         let mut worker = Worker::new(w as u16, queues, &shared, control.clone());
+        if let Some(q) = plane.sync_queue() {
+            worker.set_sync_queue(q);
+        }
         if w == 0 {
             worker.set_injection_queue(injection.clone());
         }
@@ -253,13 +258,28 @@ fn run_appliance(config: Config) -> Result<()> {
         workers
     );
 
-    let mut plane = ControlPlane::new(&config, shared.clone(), random_u64)
-        .map_err(|e| anyhow::anyhow!("CARP: {e}"))?;
+    if let Some(sync) = plane.sync() {
+        let status = sync.status(Duration::ZERO);
+        eprintln!(
+            "rampart: pfsync on {} to {} (creator {}, maxupd {})",
+            status["interface"].as_str().unwrap_or("?"),
+            status["peer"].as_str().unwrap_or("?"),
+            status["creator"].as_str().unwrap_or("?"),
+            status["maxupd"]
+        );
+    }
     let mut control_sent = 0u64;
     let mut control_tx_failed = 0u64;
     // Links as last seen (assumed up at start), polled every 500 ms.
     let mut links: Vec<bool> = vec![true; ports.len()];
     let mut last_link_check = Duration::ZERO;
+    {
+        let mut out: Outgoing = Vec::new();
+        plane.start(start.elapsed(), &mut out);
+        for (iface, frame) in out {
+            control_tx.send(iface, &frame);
+        }
+    }
     while !stop.load(Ordering::Relaxed) {
         let now = start.elapsed();
         let mut out: Outgoing = Vec::new();
@@ -274,10 +294,17 @@ fn run_appliance(config: Config) -> Result<()> {
                 }
             }
         }
+        let mut handled = 0;
         while let Some(msg) = control.pop() {
             plane.handle(msg, now, &mut out);
+            handled += 1;
         }
         plane.tick(now, &mut out);
+        if let Some(iface) = plane.sync_iface() {
+            // A bulk update goes as fast as the sync interface's TX path takes it.
+            let room = control_tx.room(iface).saturating_sub(out.len());
+            plane.send_bulk(now, room, &mut out);
+        }
         if let Some(server) = ctl.as_mut() {
             server.poll(|command| {
                 if let Some(reply) = plane.command(command, now, &mut out) {
@@ -309,8 +336,13 @@ fn run_appliance(config: Config) -> Result<()> {
                 control_tx_failed += 1;
             }
         }
-        // The control core does not busy-poll: it shares its CPU. Sleep until CARP's next
-        // timer or 1 ms, whichever is sooner.
+        if handled > 0 || plane.busy() {
+            // Frames are arriving (a bulk update, say) or a bulk is going out: no nap.
+            std::thread::yield_now();
+            continue;
+        }
+        // The control core does not busy-poll: it shares its CPU. Sleep until the next
+        // timer (CARP's, pfsync's) or 1 ms, whichever is sooner.
         let nap = plane.next_timeout().map_or(Duration::from_millis(1), |t| {
             t.saturating_sub(start.elapsed())
                 .min(Duration::from_millis(1))
@@ -367,7 +399,23 @@ struct ControlTx {
     pool: Mempool,
 }
 
+/// Frames of a bulk update the control core puts on its own TX queue per loop.
+const CONTROL_TX_ROOM: usize = 32;
+/// Room kept in the injection queue for CARP's adverts and neighbour resolution.
+const INJECTION_RESERVE: usize = 64;
+
 impl ControlTx {
+    /// How many more frames `iface` takes now (what paces a bulk update).
+    fn room(&self, iface: u16) -> usize {
+        match self.queues.get(iface as usize) {
+            Some(Some(_)) => CONTROL_TX_ROOM,
+            Some(None) => {
+                (self.injection.capacity() - self.injection.len()).saturating_sub(INJECTION_RESERVE)
+            }
+            None => 0,
+        }
+    }
+
     /// Transmits one frame the control core built; `false` if it could not be queued.
     fn send(&mut self, iface: u16, frame: &[u8]) -> bool {
         let Some(mut buf) = self.pool.alloc() else {
@@ -380,7 +428,15 @@ impl ControlTx {
         match self.queues.get_mut(iface as usize) {
             Some(Some(queue)) => {
                 let mut batch = vec![buf];
-                queue.tx_burst(&mut batch) == 1
+                // A full ring empties in microseconds: retry briefly rather than lose a
+                // bulk's states or an advert.
+                for _ in 0..1000 {
+                    if queue.tx_burst(&mut batch) == 1 {
+                        return true;
+                    }
+                    std::hint::spin_loop();
+                }
+                false
             }
             Some(None) => self.injection.push((iface, buf)).is_ok(),
             None => false,

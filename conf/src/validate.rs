@@ -845,6 +845,18 @@ impl Validator<'_> {
             Some(ip)
         });
         let maxupd = self.bounded(file, p.maxupd, "maxupd", 0, 255, 128) as u8;
+        if let Some(iface) = i.and_then(|i| interfaces.get(i)) {
+            if !iface.addresses.iter().any(|a| a.addr().is_ipv4()) {
+                self.err(
+                    file,
+                    p.interface.span(),
+                    format!(
+                        "pfsync interface `{}` has no IPv4 address: pfsync is sent from one",
+                        iface.name
+                    ),
+                );
+            }
+        }
         if self.cx.diags.len() != errors_before {
             return None;
         }

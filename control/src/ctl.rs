@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Commands the socket answers (the first word of the line): `info`, `states`, `rules`,
-/// `carp`, `carp demote N`, `carp promote`.
-pub const COMMANDS: &[&str] = &["info", "states", "rules", "carp"];
+/// `carp`, `carp demote N`, `carp promote`, `pfsync`.
+pub const COMMANDS: &[&str] = &["info", "states", "rules", "carp", "pfsync"];
 
 /// How long a client may take to send its command line.
 const READ_DEADLINE: Duration = Duration::from_millis(200);

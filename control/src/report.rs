@@ -97,6 +97,8 @@ pub fn info(cx: &ReportContext) -> Value {
             "forwarded": sum(w, |s| s.forwarded.get()),
             "answered": sum(w, |s| s.replies.get()),
             "to_control": sum(w, |s| s.to_control.get()),
+            "sync_events": sum(w, |s| s.sync_events.get()),
+            "sync_events_lost": sum(w, |s| s.sync_events_lost.get()),
             "rule_evaluations": sum(w, |s| s.rule_evaluations.get()),
         },
         "ports": ports,
@@ -126,6 +128,8 @@ fn state_json(cx: &ReportContext, s: &State) -> Value {
     json!({
         "id": format!("{:016x}", s.id),
         "creator": format!("{:08x}", s.creator),
+        // Learned from the pfsync peer (pfctl shows the creator id; this says it plainly).
+        "synced": s.creator != cx.states.creator(),
         "iface": cx.config.interfaces.get(s.iface as usize).map(|i| i.name.as_str()),
         "proto": rampart_conf::proto::name(proto).map(str::to_string).unwrap_or_else(|| proto.to_string()),
         "direction": if s.flags & STATE_OUTBOUND != 0 { "out" } else { "in" },

@@ -7,6 +7,8 @@
 #   gw 192.0.2.1 (VIP 1)        |      |               |      |       gw 198.51.100.1 (VIP 2)
 #                          lan [fw-a] wan         lan [fw-b] wan
 #                ha-fwa: rampart, .2 on both   ha-fwb: rampart (or ucarp), .3 on both
+#                    sync ---------- br-sync: sync-a sync-b ---------- sync
+#                 198.18.0.2/24     (pfsync, IP protocol 240)     198.18.0.3/24
 #
 # fw-a and fw-b each run rampart in their own namespace, on AF_XDP vdevs bound to their two
 # veths (`lan`, `wan`), with CARP vhid 1 (VIP 192.0.2.1 on lan) and vhid 2 (VIP 198.51.100.1 on
@@ -14,6 +16,8 @@
 # its own management socket. The kernels of ha-fwa/ha-fwb hold no address, so everything the
 # hosts see of a firewall is rampart. With HA_PEER_B=ucarp, fw-b is Debian's ucarp on a kernel
 # interface instead (192.0.2.3, vhid 1 only, the VIP added and removed by its up/down scripts).
+# The nodes run pfsync on a third veth (`sync`, on its own bridge: the dedicated sync link
+# docs/ha.md recommends) unless HA_PFSYNC=0.
 #
 # Usage: tests/lab/ha.sh COMMAND
 #   up                 topology, both nodes, wait until fw-a is MASTER and fw-b BACKUP of
@@ -27,7 +31,8 @@
 #   converge [SECONDS] until fw-a is MASTER and fw-b BACKUP for every vhid
 #   ctl NODE ARGS...   rampart ctl -s <NODE's socket> ARGS      (e.g. `ctl fw-a carp`)
 #   exec HOST CMD...   CMD in client, server, sw, fw-a or fw-b
-#   capture BRIDGE SECONDS FILE   CARP frames on br-lan or br-wan into a pcap (dumpcap)
+#   capture BRIDGE SECONDS FILE   CARP frames on br-lan or br-wan, pfsync frames on br-sync,
+#                      into a pcap (dumpcap)
 #   decode FILE        the captured adverts as tshark's CARP dissector sees them, one a line
 #   forge ARGS...      tests/lab/carp.py forge from the client (--iface eth0 --src 192.0.2.10)
 #   failover kill|term the MASTER of vhid 1 (fw-a) gets SIGKILL or SIGTERM while the client
@@ -38,6 +43,14 @@
 #   switchover         `carp demote 1` on fw-a (MASTER) while the client probes the VIP, fw-b
 #                      takes over; then `carp promote`, fw-a preempts back: both outages
 #   measure kill|term N   N failovers, each followed by a failback, and the medians
+#   sync cut|restore   br-sync stops (or resumes) forwarding: pfsync frames are lost, links stay up
+#   survive [N] [SECS] the client opens N TCP connections (default 300) through the MASTER and an
+#                      iperf3 stream, and probes each connection every 200 ms; fw-a gets SIGKILL;
+#                      prints how many connections survived, the stream's longest stall and an
+#                      `ha-result` line. fw-a is left stopped.
+#   hold N SECS        the client opens N TCP connections and keeps them idle for SECS (background)
+#   pfsync NODE        `rampart ctl pfsync --json` of NODE
+#   pfsync-decode FILE the pfsync frames of a capture through tests/lab/pfsync_decode.py (JSON)
 #   prereqs            exit 0 if a lab can run here; else print why and exit 77
 #
 # Environment (read at `up`, remembered in $HA_DIR/settings for the later commands):
@@ -50,6 +63,7 @@
 #   HA_PEER_B   rampart (default) or ucarp
 #   HA_UCARP_PASS  ucarp's passphrase (default HA_PASS; a different one for the bad-HMAC test)
 #   HA_DRIVER   af_xdp (default) or af_packet
+#   HA_PFSYNC   1 (default with two rampart nodes) runs pfsync on the sync link; 0 does not
 #   HA_TIMEOUT  seconds to wait for a node to start or stop (default 20)
 #
 # Every wait is bounded; the lab kills only the processes it started (by the PIDs it recorded,
@@ -71,7 +85,7 @@ NS_CLIENT=$HA_PREFIX-client
 NS_SERVER=$HA_PREFIX-server
 NS_FWA=$HA_PREFIX-fwa
 NS_FWB=$HA_PREFIX-fwb
-HA_SETTINGS=(HA_ADVBASE HA_SKEW_A HA_SKEW_B HA_PASS HA_PEER_B HA_UCARP_PASS HA_DRIVER RAMPART)
+HA_SETTINGS=(HA_ADVBASE HA_SKEW_A HA_SKEW_B HA_PASS HA_PEER_B HA_UCARP_PASS HA_DRIVER HA_PFSYNC RAMPART)
 
 # The settings of a lab that is up, for variables the caller did not set.
 if [[ -f $HA_DIR/settings ]]; then
@@ -87,12 +101,14 @@ HA_PASS=${HA_PASS:-mekmitasdigoat}
 HA_PEER_B=${HA_PEER_B:-rampart}
 HA_UCARP_PASS=${HA_UCARP_PASS:-$HA_PASS}
 HA_DRIVER=${HA_DRIVER:-af_xdp}
+if [[ $HA_PEER_B == ucarp ]]; then HA_PFSYNC=${HA_PFSYNC:-0}; else HA_PFSYNC=${HA_PFSYNC:-1}; fi
 HA_TIMEOUT=${HA_TIMEOUT:-20}
 
 # Documentation ranges only (RFC 5737).
 CLIENT4=192.0.2.10 SERVER4=198.51.100.7
 VIP_LAN=192.0.2.1 VIP_WAN=198.51.100.1
 A_LAN=192.0.2.2 A_WAN=198.51.100.2 B_LAN=192.0.2.3 B_WAN=198.51.100.3
+A_SYNC=198.18.0.2 B_SYNC=198.18.0.3
 VHIDS=(1 2)
 
 ha_say() { echo "ha: $*" >&2; }
@@ -285,7 +301,7 @@ ha_topo() {
     # The switch: two bridges without STP (ports forward at once) or IGMP snooping (no
     # querier here: CARP's 224.0.0.18 must simply be flooded, as on a dumb switch).
     local br
-    for br in br-lan br-wan; do
+    for br in br-lan br-wan br-sync; do
         ip -n "$NS_SW" link add name $br type bridge stp_state 0 mcast_snooping 0
         ip -n "$NS_SW" link set $br up
     done
@@ -303,6 +319,8 @@ ha_topo() {
     ha_link wan-a br-wan "$NS_FWA" wan
     ha_link lan-b br-lan "$NS_FWB" lan
     ha_link wan-b br-wan "$NS_FWB" wan
+    ha_link sync-a br-sync "$NS_FWA" sync
+    ha_link sync-b br-sync "$NS_FWB" sync
 
     # The hosts: software checksums (see lab.sh: a veth never completes a partial checksum,
     # and rampart forwards what it gets), static addresses, default routes via the VIPs.
@@ -319,8 +337,10 @@ ha_topo() {
         ha_in $node sysctl -qw net.ipv4.ip_forward=0
         ha_in $node ethtool -K lan gro off >/dev/null 2>&1 || true
         ha_in $node ethtool -K wan gro off >/dev/null 2>&1 || true
+        ha_in $node ethtool -K sync gro off >/dev/null 2>&1 || true
         ha_in $node ip link set lan up
         ha_in $node ip link set wan up
+        ha_in $node ip link set sync up
     done
     if [[ $HA_PEER_B == ucarp ]]; then
         # ucarp is a host on the LAN with its own address; its scripts add and remove the VIP.
@@ -350,23 +370,30 @@ ha_devices() {
     af_xdp)
         echo "net_af_xdp0,iface=lan,start_queue=0,queue_count=1"
         echo "net_af_xdp1,iface=wan,start_queue=0,queue_count=1"
+        echo "net_af_xdp2,iface=sync,start_queue=0,queue_count=1"
         ;;
     af_packet)
         echo "net_af_packet0,iface=lan,qpairs=1"
         echo "net_af_packet1,iface=wan,qpairs=1"
+        echo "net_af_packet2,iface=sync,qpairs=1"
         ;;
     *) ha_die "HA_DRIVER must be af_xdp or af_packet" ;;
     esac
 }
 
-# ha_config NODE: $HA_DIR/NODE.toml, like conf/examples/ha/fw-{a,b}.toml without pfsync.
+# ha_config NODE: $HA_DIR/NODE.toml, like conf/examples/ha/fw-{a,b}.toml.
 ha_config() {
-    local node=$1 lan wan skew id devs
+    local node=$1 lan wan sync skew id devs pfsync=""
     mapfile -t devs < <(ha_devices)
     if [[ $node == fw-a ]]; then
-        lan=$A_LAN wan=$A_WAN skew=$HA_SKEW_A id=0x0000000a
+        lan=$A_LAN wan=$A_WAN sync=$A_SYNC skew=$HA_SKEW_A id=0x0000000a
     else
-        lan=$B_LAN wan=$B_WAN skew=$HA_SKEW_B id=0x0000000b
+        lan=$B_LAN wan=$B_WAN sync=$B_SYNC skew=$HA_SKEW_B id=0x0000000b
+    fi
+    if ((HA_PFSYNC)); then
+        pfsync='
+[pfsync]
+interface = "sync"           # the dedicated sync link (pfsync has no authentication)'
     fi
     cat >"$HA_DIR/$node.toml" <<EOF
 # Generated by tests/lab/ha.sh for the HA lab "$HA_PREFIX": node $node.
@@ -390,6 +417,12 @@ addresses = ["$lan/24"]
 name = "wan"
 device = "${devs[1]}"
 addresses = ["$wan/24"]
+
+[[interface]]
+name = "sync"
+device = "${devs[2]}"
+addresses = ["$sync/24"]
+$pfsync
 
 [[carp]]
 vhid = 1
@@ -421,6 +454,14 @@ quick = true
 proto = "carp"
 keep_state = false
 label = "ha-control"
+
+[[rule]]                     # pfsync, only on the sync link, and no state for it
+action = "pass"
+quick = true
+on = "sync"
+proto = "pfsync"
+keep_state = false
+label = "ha-sync"
 
 [[rule]]
 action = "pass"
@@ -459,6 +500,7 @@ ha_start_rampart() {
     # detaches it): take it off, or the next af_xdp start may fail to attach its own.
     ip -n "$ns" link set lan xdp off 2>/dev/null || true
     ip -n "$ns" link set wan xdp off 2>/dev/null || true
+    ip -n "$ns" link set sync xdp off 2>/dev/null || true
     rm -f "$(ha_sock "$node")"
     ha_spawn "$node" "$node" "$(ha_rampart)" run -c "$HA_DIR/$node.toml"
     local deadline=$((SECONDS + HA_TIMEOUT))
@@ -590,10 +632,16 @@ ha_check_path() {
 
 ha_capture() {
     local br=$1 secs=$2 file=$3
-    [[ $br == br-lan || $br == br-wan ]] || ha_die "capture on br-lan or br-wan"
+    local proto=112
+    case $br in
+    br-lan | br-wan) ;;
+    br-sync) proto=240 ;;
+    *) ha_die "capture on br-lan, br-wan or br-sync" ;;
+    esac
     command -v dumpcap >/dev/null || ha_die "dumpcap is not installed (package tshark)"
     : >"$file"
-    ha_in sw timeout $((secs + 10)) dumpcap -q -i "$br" -f "ip proto 112" -a duration:"$secs" -w "$file" 2>"$HA_DIR/dumpcap.err" ||
+    # -P: classic pcap (what pfsync_decode.py reads).
+    ha_in sw timeout $((secs + 10)) dumpcap -q -P -i "$br" -f "ip proto $proto" -a duration:"$secs" -w "$file" 2>"$HA_DIR/dumpcap.err" ||
         ha_die "dumpcap failed: $(cat "$HA_DIR/dumpcap.err")"
 }
 
@@ -812,6 +860,139 @@ ha_switchover() {
     echo "ha-result mode=switchover advbase=$HA_ADVBASE skew_a=$HA_SKEW_A skew_b=$HA_SKEW_B demote_ms=$m1 demote_lost=$l1 demote_gap_ms=$g1 promote_ms=$m2 promote_lost=$l2 promote_gap_ms=$g2 fw_a=$(ha_state fw-a 1) fw_b=$(ha_state fw-b 1)"
 }
 
+# ---------------------------------------------------------------------------------------------
+# pfsync: connections that survive a failover
+
+# ha_sync cut|restore: br-sync stops or resumes forwarding. pfsync frames are lost while cut,
+# and no link goes down (a link-state event would demote CARP on both nodes).
+ha_sync() {
+    case $1 in
+    cut) ha_in sw ip link set br-sync down ;;
+    restore) ha_in sw ip link set br-sync up ;;
+    *) ha_die "sync cut|restore" ;;
+    esac
+    ha_say "sync link: $1"
+}
+
+ha_pfsync_json() { ha_ctl "$1" pfsync --json; }
+
+# ha_states NODE: states in NODE's table (0 if it does not run).
+ha_states() {
+    ha_alive "$HA_DIR/pids/$1" >/dev/null || {
+        echo 0
+        return 0
+    }
+    ha_ctl "$1" info --json 2>/dev/null | jq -r '.state_table.current // 0' 2>/dev/null || echo 0
+}
+
+# ha_listening HOST PORT: waits (bounded, 5 s) until a TCP listener on PORT runs in HOST.
+ha_listening() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        ha_in "$1" ss -Hltn "sport = :$2" 2>/dev/null | grep -q . && return 0
+        sleep 0.05
+    done
+    ha_die "nothing listens on $1 port $2"
+}
+
+# ha_hold N SECS: the client opens N TCP connections to the server through the pair and keeps
+# them open and idle for SECS, in the background (name `hold`); returns once all are open.
+ha_hold() {
+    local n=${1:?hold N SECS} secs=${2:?hold N SECS} i
+    rm -f "$HA_DIR/hold.ready"
+    ha_spawn holdsrv server python3 "$HA_SRC/conns.py" server --port 7001 --seconds $((secs + 30))
+    ha_listening server 7001
+    ha_spawn hold client python3 "$HA_SRC/conns.py" client --dst "$SERVER4" --port 7001 \
+        --count "$n" --seconds "$secs" --interval 3600 --timeout 1 --ready "$HA_DIR/hold.ready" --json
+    for ((i = 0; i < 600; i++)); do
+        [[ -s $HA_DIR/hold.ready ]] && break
+        [[ -e $HA_DIR/hold.rc ]] && ha_die "the hold client exited: $(cat "$HA_DIR/hold.log")"
+        sleep 0.05
+    done
+    [[ -s $HA_DIR/hold.ready ]] || ha_die "the client did not open $n connections in 30 s"
+    ha_say "the client holds $(cat "$HA_DIR/hold.ready") connections to $SERVER4:7001 for ${secs}s"
+}
+
+# ha_survive [N] [SECS]: N TCP connections (probed every 200 ms) and an iperf3 stream from the
+# client through fw-a, then SIGKILL to fw-a. Prints what survived and an `ha-result` line.
+ha_survive() {
+    local n=${1:-300} secs=${2:-12} i
+    command -v iperf3 >/dev/null || ha_die "iperf3 is not installed (bash scripts/setup.sh installs it)"
+    [[ $(ha_state fw-a 1) == MASTER ]] || ha_die "fw-a is not MASTER of vhid 1"
+    [[ $(ha_state fw-b 1) == BACKUP ]] || ha_die "fw-b is not BACKUP of vhid 1"
+    local pid
+    pid=$(ha_alive "$HA_DIR/pids/fw-a") || ha_die "fw-a does not run"
+    rm -f "$HA_DIR/conns.ready" "$HA_DIR/iperf.json"
+    ha_spawn echosrv server python3 "$HA_SRC/conns.py" server --port 7000 --seconds $((secs + 60))
+    ha_spawn iperfsrv server iperf3 -s -1 -p 5201
+    ha_listening server 7000
+    ha_listening server 5201
+    # The connections first (all open before the clock starts), then the stream.
+    ha_spawn conns client python3 "$HA_SRC/conns.py" client --dst "$SERVER4" --port 7000 \
+        --count "$n" --seconds "$secs" --interval 0.2 --timeout 10 --ready "$HA_DIR/conns.ready" --json
+    for ((i = 0; i < 600; i++)); do
+        [[ -s $HA_DIR/conns.ready ]] && break
+        [[ -e $HA_DIR/conns.rc ]] && ha_die "the connection client exited: $(cat "$HA_DIR/conns.log")"
+        sleep 0.05
+    done
+    [[ -s $HA_DIR/conns.ready ]] || ha_die "the client did not open $n connections in 30 s"
+    # A moderate rate: both nodes, the hosts and this stream share two vCPUs.
+    ha_spawn iperf client iperf3 -c "$SERVER4" -p 5201 -t $((secs - 2)) -b 50M -i 0.1 --json \
+        --logfile "$HA_DIR/iperf.json"
+    # Let the states reach fw-b (an insert is sent within 1 s), then kill the MASTER.
+    sleep 3
+    local states_a states_b t0 took
+    states_a=$(ha_states fw-a)
+    states_b=$(ha_states fw-b)
+    kill -KILL "$pid"
+    t0=$(ha_now)
+    ha_wait fw-b 1 MASTER 15 >/dev/null || true
+    took=$(ha_now)
+    ha_stop fw-a KILL >/dev/null 2>&1 || true
+    # Both clients end on their own; a stream whose path died may hang: wait, bounded.
+    for ((i = 0; i < (secs + 15) * 10; i++)); do
+        [[ -e $HA_DIR/conns.rc && -e $HA_DIR/iperf.rc ]] && break
+        sleep 0.1
+    done
+    ha_kill "$HA_DIR/pids/conns"
+    ha_kill "$HA_DIR/pids/iperf"
+    ha_kill "$HA_DIR/pids/echosrv"
+    ha_kill "$HA_DIR/pids/iperfsrv"
+    local c
+    c=$(tail -n 1 "$HA_DIR/conns.log")
+    jq -e . >/dev/null 2>&1 <<<"$c" || ha_die "the connection client printed no result: $(cat "$HA_DIR/conns.log")"
+    # The stream: its longest run of 100 ms intervals without a byte, and whether it ended
+    # without an error (iperf3 reports a reset or a timeout as "error").
+    local stall iperf_ok
+    stall=$(jq -r '[.intervals[]?.sum | {b: .bytes, s: .seconds}] |
+        reduce .[] as $i ({cur: 0, max: 0}; if $i.b == 0 then .cur += $i.s | .max = ([.max, .cur] | max) else .cur = 0 end) |
+        .max * 1000 | floor' "$HA_DIR/iperf.json" 2>/dev/null || echo nan)
+    if jq -e '.error == null and (.end.sum_received.bytes // 0) > 0' "$HA_DIR/iperf.json" >/dev/null 2>&1; then
+        iperf_ok=1
+    else
+        iperf_ok=0
+    fi
+    local opened alive reset stalled longest sync
+    opened=$(jq -r .opened <<<"$c")
+    alive=$(jq -r .alive <<<"$c")
+    reset=$(jq -r .reset <<<"$c")
+    stalled=$(jq -r '.stalled + .errors' <<<"$c")
+    longest=$(jq -r .longest_wait_ms <<<"$c")
+    if ((HA_PFSYNC == 0)); then
+        sync=off
+    elif [[ $(ha_in sw cat /sys/class/net/br-sync/operstate 2>/dev/null) == down ]]; then
+        sync=cut
+    else
+        sync=on
+    fi
+    echo "survive (pfsync $sync, advbase $HA_ADVBASE, advskew fw-a/fw-b $HA_SKEW_A/$HA_SKEW_B):"
+    echo "  states before the kill: fw-a $states_a, fw-b $states_b"
+    echo "  SIGKILL to fw-a -> fw-b MASTER: $(ha_ms "$t0" "$took") ms (ctl carp, polled)"
+    echo "  $opened connections: $alive alive at the end, $reset reset, $stalled stalled; longest wait for an echo $longest ms"
+    echo "  iperf3: $([[ $iperf_ok == 1 ]] && echo "completed" || echo "FAILED: $(jq -r '.error // "no result"' "$HA_DIR/iperf.json" 2>/dev/null)"), longest stall $stall ms"
+    echo "ha-result mode=survive sync=$sync advbase=$HA_ADVBASE opened=$opened alive=$alive reset=$reset stalled=$stalled longest_wait_ms=$longest iperf_ok=$iperf_ok iperf_stall_ms=$stall states_a=$states_a states_b=$states_b takeover_ms=$(ha_ms "$t0" "$took")"
+}
+
 # ha_field KEY LINE: the value of KEY=value in an ha-result line.
 ha_field() {
     [[ " $2 " =~ \ $1=([^ ]*)\  ]] && echo "${BASH_REMATCH[1]}"
@@ -965,6 +1146,11 @@ ha_main() {
     failback) ha_failback ;;
     switchover) ha_switchover ;;
     measure) ha_measure "${1:?measure kill|term N}" "${2:-3}" ;;
+    sync) ha_sync "${1:?sync cut|restore}" ;;
+    survive) ha_survive "${1:-300}" "${2:-12}" ;;
+    hold) ha_hold "${1:?hold N SECS}" "${2:?hold N SECS}" ;;
+    pfsync) ha_pfsync_json "${1:?pfsync fw-a|fw-b}" ;;
+    pfsync-decode) python3 "$HA_SRC/pfsync_decode.py" "${1:?pfsync-decode FILE}" --json ;;
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         [[ -z $cmd || $cmd == help || $cmd == -h || $cmd == --help ]] || exit 2

@@ -13,6 +13,7 @@ use rampart_dataplane::state::tcp::Peer;
 use rampart_dataplane::state::{State, StateKey, StateTable, Timeout, TimeoutTable};
 use rampart_dataplane::wire::parse::{parse_frame, Fragment};
 use rampart_dataplane::wire::pfsync as view;
+use rampart_dataplane::worker::StateEvent;
 
 use super::convert::{check_update, import_peer, import_timeout, Conversion, ImportError};
 use super::wire::{
@@ -599,12 +600,33 @@ impl PfsyncEngine {
 
     /// A worker created `state` (pf's `pfsync_insert_state`): queue an INS.
     pub fn state_inserted(&mut self, state: &State, now: Duration) {
-        let id = StateId::new(state.id, state.creator);
-        self.know(id, state.key);
+        self.inserted(state.key, StateId::new(state.id, state.creator), now);
+    }
+
+    /// A worker's report of a change it made to the table (see `StateEvent`).
+    pub fn state_event(&mut self, event: &StateEvent, now: Duration) {
+        match *event {
+            StateEvent::Inserted { key, id, creator } => {
+                self.inserted(key, StateId::new(id, creator), now)
+            }
+            StateEvent::Updated {
+                key,
+                id,
+                creator,
+                updates,
+            } => self.updated(key, StateId::new(id, creator), updates, now),
+            StateEvent::Deleted { id, creator } => {
+                self.state_deleted(StateId::new(id, creator), now)
+            }
+        }
+    }
+
+    fn inserted(&mut self, key: StateKey, id: StateId, now: Duration) {
+        self.know(id, key);
         match self.pending.get(&id).map(|p| p.queue) {
             None | Some(Queue::UpdC) => {
                 self.dequeue(id);
-                self.enqueue(id, Queue::Ins, state.key, now);
+                self.enqueue(id, Queue::Ins, key, now);
             }
             Some(_) => {}
         }
@@ -621,10 +643,18 @@ impl PfsyncEngine {
     /// counts the packets in between): as many calls to
     /// [`state_updated`](Self::state_updated).
     pub fn state_updated_n(&mut self, state: &State, updates: u32, now: Duration) {
+        self.updated(
+            state.key,
+            StateId::new(state.id, state.creator),
+            updates,
+            now,
+        );
+    }
+
+    fn updated(&mut self, key: StateKey, id: StateId, updates: u32, now: Duration) {
         if updates == 0 {
             return;
         }
-        let id = StateId::new(state.id, state.creator);
         if self
             .pending
             .get(&id)
@@ -633,8 +663,8 @@ impl PfsyncEngine {
             // A late event for a state already deleted.
             return;
         }
-        let tcp = state.key.proto() == proto::TCP;
-        let peer_touched = self.know(id, state.key).peer_touched;
+        let tcp = key.proto() == proto::TCP;
+        let peer_touched = self.know(id, key).peer_touched;
         // The update that queues the UPD_C is not counted (`sync_updates = 0`), later ones are.
         let mut counted = updates;
         match self.pending.get(&id).map(|p| p.queue) {
@@ -643,7 +673,7 @@ impl PfsyncEngine {
             _ => {
                 // Nothing queued, or only an INS_ACK, which the UPD_C replaces.
                 self.dequeue(id);
-                self.enqueue(id, Queue::UpdC, state.key, now);
+                self.enqueue(id, Queue::UpdC, key, now);
                 counted -= 1;
             }
         }
@@ -840,7 +870,24 @@ impl PfsyncEngine {
                     None => self.request_update(id, now),
                 }
             }
-            Message::UpdReq(id) if id == StateId::BULK_REQUEST => self.start_bulk_send(store),
+            Message::UpdReq(id) if id == StateId::BULK_REQUEST => {
+                self.start_bulk_send(store);
+                // The peer just came up, so our own unanswered request can go again now
+                // rather than at its retry timer: two nodes starting together exchange
+                // their tables within a round trip.
+                // Not within 100 ms of our last request: two nodes that ask each other at
+                // once would answer each other's repeat, again and again.
+                let sent = self
+                    .bulk_request
+                    .deadline
+                    .map(|d| d.saturating_sub(BULK_REQUEST_RETRY));
+                if self.bulk_request.phase == BulkPhase::Requested
+                    && self.bulk_request.tries < BULK_MAX_TRIES
+                    && sent.is_some_and(|at| now >= at + Duration::from_millis(100))
+                {
+                    self.send_bulk_request(now, out);
+                }
+            }
             Message::UpdReq(id) => self.update_requested(id, now),
             Message::Del(state) => self.receive_delete(state.state_id(), out),
             Message::DelC(id) => self.receive_delete(id, out),

@@ -52,6 +52,40 @@ pub enum ToControl<B> {
     Resolve { iface: u16, ip: IpAddr },
 }
 
+/// A change a worker made to the state table, for pfsync (sent only when pfsync is on).
+/// An event names the state; what pfsync sends is read from the table when it is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateEvent {
+    /// A state was created (pf's `pfsync_insert_state`).
+    Inserted {
+        key: StateKey,
+        id: u64,
+        creator: u32,
+    },
+    /// `updates` packets changed the state since the last event for it (coalesced by the
+    /// worker: see [`SYNC_UPDATE_BATCH`]).
+    Updated {
+        key: StateKey,
+        id: u64,
+        creator: u32,
+        updates: u32,
+    },
+    /// A worker removed the state (a SYN reusing a closed connection's ports).
+    Deleted { id: u64, creator: u32 },
+}
+
+/// The queue of state events from one worker to pfsync on the control core.
+pub type SyncQueue = ArrayQueue<StateEvent>;
+
+/// A worker reports a state's updates every this many packets, or at once when the
+/// packet moved a TCP peer's state or came after a quiet second. pf calls pfsync on every
+/// packet and pfsync coalesces; reporting every packet would cost a queue push per packet,
+/// and pfsync's `maxupd` (128 by default) counts in these batches.
+pub const SYNC_UPDATE_BATCH: u64 = 32;
+
+/// A state quiet for this long reports its next packet at once.
+const SYNC_QUIET_MS: u64 = 1000;
+
 /// Frames the control core hands a worker to transmit: (interface, frame).
 pub type InjectionQueue<B> = ArrayQueue<(u16, B)>;
 
@@ -181,6 +215,8 @@ pub struct Worker<P: Port> {
     /// Frames the control core asks this worker to transmit, for ports where the control
     /// core has no TX queue of its own (devices with a single queue pair).
     injected: Option<Arc<InjectionQueue<P::Buf>>>,
+    /// pfsync's state events, when pfsync runs.
+    sync: Option<Arc<SyncQueue>>,
 }
 
 impl<P: Port> Worker<P> {
@@ -228,6 +264,7 @@ impl<P: Port> Worker<P> {
             hops: vec![None; HOP_CACHE_SLOTS].into_boxed_slice(),
             local,
             injected: None,
+            sync: None,
         }
     }
 
@@ -242,6 +279,23 @@ impl<P: Port> Worker<P> {
         self.injected = Some(queue);
     }
 
+    /// Makes this worker report the states it creates, updates and removes to pfsync
+    /// through `queue`. A full queue loses the event (counted), never the packet.
+    pub fn set_sync_queue(&mut self, queue: Arc<SyncQueue>) {
+        self.sync = Some(queue);
+    }
+
+    #[inline]
+    fn sync_event(&self, event: StateEvent) {
+        if let Some(q) = &self.sync {
+            if q.push(event).is_ok() {
+                self.stats.sync_events.inc();
+            } else {
+                self.stats.sync_events_lost.inc();
+            }
+        }
+    }
+
     pub fn ports(&self) -> &[P] {
         &self.ports
     }
@@ -252,7 +306,8 @@ impl<P: Port> Worker<P> {
 
     /// One pass over every port: receive a burst from each, process it, transmit.
     /// `now_ms` is the clock for state timeouts (monotonic time, or a capture's timestamps
-    /// in replay). Returns the number of frames received.
+    /// in replay). Returns the number of frames received, and of frames the control core
+    /// handed over to transmit.
     pub fn poll(&mut self, now_ms: u64) -> usize {
         self.policy.refresh();
         self.routes.refresh();
@@ -271,6 +326,8 @@ impl<P: Port> Worker<P> {
         if let Some(q) = &self.injected {
             for _ in 0..BURST {
                 let Some((iface, buf)) = q.pop() else { break };
+                // Work done: an adaptive poller must not nap while frames are handed over.
+                received += 1;
                 match self.tx.get_mut(iface as usize) {
                     Some(tx) => tx.push(buf),
                     None => drop(buf),
@@ -711,6 +768,10 @@ impl<P: Port> Worker<P> {
             match tcp::syn_on_state(t.flags.bits(), &st.peers[s], &st.peers[1 - s]) {
                 SynOnState::Track => {}
                 SynOnState::Reuse => {
+                    self.sync_event(StateEvent::Deleted {
+                        id: st.id,
+                        creator: st.creator,
+                    });
                     shard.remove(idx, p.hash);
                     found = None;
                 }
@@ -786,8 +847,16 @@ impl<P: Port> Worker<P> {
                 let mut st = new_state(p, buf.data(), iface, !inbound, v, now_ms);
                 st.covers = cover_all(true);
                 match shard.insert(p.hash, st) {
-                    Ok(_) => {
+                    Ok(idx) => {
                         self.stats.state_inserts.inc();
+                        if self.sync.is_some() {
+                            let st = shard.get(idx);
+                            self.sync_event(StateEvent::Inserted {
+                                key: st.key,
+                                id: st.id,
+                                creator: st.creator,
+                            });
+                        }
                         if let Some(r) = v.rule.and_then(|r| self.stats.rules.get(r as usize)) {
                             r.states.inc();
                         }
@@ -810,6 +879,7 @@ impl<P: Port> Worker<P> {
     ) -> Result<(), Outcome> {
         let f = &p.frame;
         let s = st.sender(p.src_first);
+        let before = (st.last_ms, st.peers[0].state, st.peers[1].state);
         let (a, b) = st.peers.split_at_mut(1);
         let (src, dst) = if s == 0 {
             (&mut a[0], &mut b[0])
@@ -847,6 +917,19 @@ impl<P: Port> Worker<P> {
         st.packets[s] += 1;
         st.bytes[s] += u64::from(f.l3_len);
         self.stats.rule_packet(st.rule, f.l3_len);
+        if self.sync.is_some() {
+            let (last_ms, state0, state1) = before;
+            let batch = (st.packets[0] + st.packets[1]) % SYNC_UPDATE_BATCH == 0;
+            let moved = state0 != st.peers[0].state || state1 != st.peers[1].state;
+            if batch || moved || now_ms >= last_ms + SYNC_QUIET_MS {
+                self.sync_event(StateEvent::Updated {
+                    key: st.key,
+                    id: st.id,
+                    creator: st.creator,
+                    updates: if batch { SYNC_UPDATE_BATCH as u32 } else { 1 },
+                });
+            }
+        }
         Ok(())
     }
 

@@ -178,6 +178,10 @@ pub struct WorkerStats {
     pub replies: Counter,
     /// Frames and events handed to the control core.
     pub to_control: Counter,
+    /// State events handed to pfsync (inserts, coalesced updates, deletions).
+    pub sync_events: Counter,
+    /// State events lost because pfsync's queue was full (the packets still passed).
+    pub sync_events_lost: Counter,
 }
 
 impl WorkerStats {
@@ -194,6 +198,8 @@ impl WorkerStats {
             forwarded: Counter::default(),
             replies: Counter::default(),
             to_control: Counter::default(),
+            sync_events: Counter::default(),
+            sync_events_lost: Counter::default(),
         }
     }
 

@@ -699,6 +699,66 @@ fn bulk_requests_are_idempotent_and_wait_for_the_link() {
 }
 
 #[test]
+fn two_nodes_starting_together_exchange_tables_within_a_round_trip() {
+    // Frames both ways, bulks included, until the link is quiet; what fw-a sent.
+    fn exchange(pair: &mut Pair, mut to_a: Vec<Datagram>, now: Duration) -> Vec<Datagram> {
+        let mut a_sent = Vec::new();
+        for _ in 0..20 {
+            let mut to_b = Vec::new();
+            for d in to_a.drain(..) {
+                to_b.extend(pair.a.receive(ADDR_B, &d, now));
+            }
+            let out = pair.a.engine.bulk_next(now, 8, &pair.a.table);
+            to_b.extend(pair.a.run(out, now));
+            a_sent.extend(to_b.iter().cloned());
+            for d in to_b.drain(..) {
+                to_a.extend(pair.b.receive(ADDR_A, &d, now));
+            }
+            let out = pair.b.engine.bulk_next(now, 8, &pair.b.table);
+            to_a.extend(pair.b.run(out, now));
+        }
+        assert!(to_a.is_empty(), "the link never went quiet");
+        a_sent
+    }
+
+    // fw-a started first: its request went unanswered, the retry is 2 s away.
+    let mut pair = Pair::new();
+    let out = pair.a.engine.request_bulk(T0);
+    assert_eq!(pair.a.run(out, T0).len(), 1);
+    let t = T0 + Duration::from_millis(300);
+    // fw-b starts and asks: fw-a answers, and asks again at once (the peer is up).
+    let out = pair.b.engine.request_bulk(t);
+    let from_b = pair.b.run(out, t);
+    let a_sent = exchange(&mut pair, from_b, t);
+    assert!(
+        messages(&a_sent).contains(&Message::UpdReq(StateId::BULK_REQUEST)),
+        "fw-a did not ask again: {:?}",
+        messages(&a_sent)
+    );
+    assert_eq!(
+        pair.a.bulk_events,
+        vec![BulkEvent::Started, BulkEvent::Done]
+    );
+    assert_eq!(
+        pair.b.bulk_events,
+        vec![BulkEvent::Started, BulkEvent::Done]
+    );
+    assert_eq!(pair.a.engine.bulk_status().tries, 2);
+    assert_eq!(pair.a.engine.next_timeout(), None, "no retry left pending");
+    // A node whose bulk is done does not ask again when the peer asks.
+    let out = pair.b.engine.cancel_bulk_request();
+    pair.b.run(out, t);
+    let out = pair.b.engine.request_bulk(t + SEC);
+    let from_b = pair.b.run(out, t + SEC);
+    let a_sent = exchange(&mut pair, from_b, t + SEC);
+    assert!(!messages(&a_sent).contains(&Message::UpdReq(StateId::BULK_REQUEST)));
+    assert_eq!(
+        pair.a.bulk_events,
+        vec![BulkEvent::Started, BulkEvent::Done]
+    );
+}
+
+#[test]
 fn a_bulk_request_during_a_bulk_is_absorbed() {
     let mut a = Node::new(0xa, ADDR_A, |_| {});
     for i in 0..50 {

@@ -6,16 +6,22 @@
 //! the monotonic clock.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_conf::Config;
 use rampart_dataplane::io::PacketBuf;
 use rampart_dataplane::state::table::SweepCursor;
-use rampart_dataplane::worker::{Shared, ToControl};
+use rampart_dataplane::worker::{Shared, SyncQueue, ToControl};
 use serde_json::{json, Value};
 
-use crate::carp::{Action, CarpEngine};
+use crate::carp::{Action, CarpEngine, DemotionReason};
 use crate::neighbor::NeighborResolver;
+use crate::pfsync::BulkEvent;
+
+pub mod pfsync;
+
+use pfsync::{SyncOutput, SyncPlane};
 
 /// Ethernet's minimum frame (without FCS): short frames are padded before they leave.
 const MIN_FRAME: usize = 60;
@@ -48,6 +54,10 @@ pub struct ControlPlane {
     carp_settings: Vec<(u8, u8, bool)>,
     /// Whether CARP runs (a replay may leave VIP ownership to the operator instead).
     carp_enabled: bool,
+    /// pfsync, when `[pfsync]` is configured.
+    sync: Option<SyncPlane>,
+    /// States the sweep expired in this tick, for pfsync: (id, creator).
+    expired: Vec<(u64, u32)>,
 }
 
 const MAX_EVENTS: usize = 64;
@@ -61,6 +71,7 @@ impl ControlPlane {
     ) -> Result<ControlPlane, String> {
         let carp = CarpEngine::from_config(config, &shared.interfaces, cookie)
             .map_err(|e| e.to_string())?;
+        let sync = SyncPlane::from_config(config, &shared)?;
         Ok(ControlPlane {
             shared,
             resolver: NeighborResolver::new(),
@@ -76,7 +87,87 @@ impl ControlPlane {
                 .map(|c| (c.advbase, c.advskew, c.preempt))
                 .collect(),
             carp_enabled: true,
+            sync,
+            expired: Vec::new(),
         })
+    }
+
+    /// pfsync, if configured.
+    pub fn sync(&self) -> Option<&SyncPlane> {
+        self.sync.as_ref()
+    }
+
+    /// The queue a worker reports its state changes on, when pfsync runs: give one to each
+    /// worker (`Worker::set_sync_queue`) before [`start`](Self::start).
+    pub fn sync_queue(&mut self) -> Option<Arc<SyncQueue>> {
+        self.sync.as_mut().map(SyncPlane::new_queue)
+    }
+
+    /// Stops running pfsync (a replay has no peer): nothing is sent, frames are counted.
+    pub fn disable_pfsync(&mut self) {
+        self.sync = None;
+    }
+
+    /// What happens once, as the appliance starts: pfsync asks its peer for a bulk update
+    /// (and CARP stays demoted until it is in).
+    pub fn start(&mut self, now: Duration, out: &mut Outgoing) {
+        if let Some(sync) = self.sync.as_mut() {
+            let mut so = SyncOutput::default();
+            sync.start(now, &mut self.resolver, &mut so);
+            self.event(now, "pfsync: bulk update requested".to_string());
+            self.sync_output(so, now, out);
+        }
+    }
+
+    /// Sends what pfsync produced and drives CARP's bulk demotion.
+    fn sync_output(&mut self, so: SyncOutput, now: Duration, out: &mut Outgoing) {
+        let Some(iface) = self.sync.as_ref().map(SyncPlane::iface) else {
+            return;
+        };
+        out.extend(so.frames.into_iter().map(|f| (iface, pad(f))));
+        for event in so.bulk {
+            let took = self
+                .sync
+                .as_ref()
+                .and_then(|s| s.bulk_elapsed(now))
+                .map(|d| format!(" after {:.3} s", d.as_secs_f64()))
+                .unwrap_or_default();
+            let text = match event {
+                BulkEvent::Started => "pfsync: bulk update started: CARP demoted".to_string(),
+                BulkEvent::Done => format!("pfsync: bulk update done{took}: demotion released"),
+                BulkEvent::TimedOut => {
+                    format!("pfsync: bulk update timed out{took}: demotion released")
+                }
+                BulkEvent::Cancelled => "pfsync: bulk update cancelled".to_string(),
+            };
+            self.event(now, text);
+            if self.carp_enabled {
+                let actions = self
+                    .carp
+                    .set_pfsync_bulk_in_progress(event.in_progress(), now);
+                self.apply(actions, now, out);
+            }
+        }
+    }
+
+    /// Whether the control loop has work that should not wait for a nap (a bulk to send).
+    pub fn busy(&self) -> bool {
+        self.sync.as_ref().is_some_and(SyncPlane::bulk_sending)
+    }
+
+    /// Up to `room` packets of a bulk update this node is sending (the room the sync
+    /// interface's TX path has now: the link paces the bulk).
+    pub fn send_bulk(&mut self, now: Duration, room: usize, out: &mut Outgoing) {
+        let mut so = SyncOutput::default();
+        if let Some(sync) = self.sync.as_mut() {
+            sync.bulk(now, room, &mut self.resolver, &mut so);
+        }
+        self.sync_output(so, now, out);
+    }
+
+    /// The sync interface, when pfsync runs.
+    pub fn sync_iface(&self) -> Option<u16> {
+        self.sync.as_ref().map(SyncPlane::iface)
     }
 
     pub fn carp(&self) -> &CarpEngine {
@@ -125,8 +216,14 @@ impl ControlPlane {
                             self.apply(actions, now, out);
                         }
                     }
-                    // pfsync arrives with its engine; until then the frame is counted.
-                    Some(240) => self.counters.pfsync_frames += 1,
+                    Some(240) => {
+                        self.counters.pfsync_frames += 1;
+                        if let Some(sync) = self.sync.as_mut() {
+                            let mut so = SyncOutput::default();
+                            sync.frame(iface, frame, now, &mut self.resolver, &mut so);
+                            self.sync_output(so, now, out);
+                        }
+                    }
                     _ => self.counters.other_frames += 1,
                 }
             }
@@ -151,18 +248,36 @@ impl ControlPlane {
             // Visit every state about once per `interval`, a slice every 100 ms.
             let slices = (self.interval.as_millis() / 100).max(1) as usize;
             let budget = (self.shared.states.len() / slices).max(1024);
+            let sync = self.sync.is_some();
+            let expired = &mut self.expired;
             self.shared
                 .states
-                .sweep(now_ms, &mut self.sweep, budget, |_| {});
+                .sweep(now_ms, &mut self.sweep, budget, |s| {
+                    if sync {
+                        expired.push((s.id, s.creator));
+                    }
+                });
             self.last_tick = now;
+        }
+        if let Some(sync) = self.sync.as_mut() {
+            let mut so = SyncOutput::default();
+            sync.tick(now, &self.expired, &mut self.resolver, &mut so);
+            self.expired.clear();
+            self.sync_output(so, now, out);
         }
     }
 
     /// When the control loop should run next at the latest.
     pub fn next_timeout(&self) -> Option<Duration> {
-        self.carp_enabled
+        let carp = self
+            .carp_enabled
             .then(|| self.carp.next_timeout())
-            .flatten()
+            .flatten();
+        let sync = self.sync.as_ref().and_then(SyncPlane::next_timeout);
+        match (carp, sync) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// An interface's link went up or down: CARP demotes the node while a link carrying
@@ -181,6 +296,20 @@ impl ControlPlane {
         if self.carp_enabled {
             let actions = self.carp.link_state(iface, up, now);
             self.apply(actions, now, out);
+        }
+        if self.sync_iface() == Some(iface) {
+            // OpenBSD demotes CARP by 1 while the sync interface is down.
+            if self.carp_enabled {
+                let actions =
+                    self.carp
+                        .set_demotion(DemotionReason::PfsyncLink, u32::from(!up), now);
+                self.apply(actions, now, out);
+            }
+            if let Some(sync) = self.sync.as_mut() {
+                let mut so = SyncOutput::default();
+                sync.link_state(up, now, &mut self.resolver, &mut so);
+                self.sync_output(so, now, out);
+            }
         }
     }
 
@@ -268,6 +397,10 @@ impl ControlPlane {
     pub fn command(&mut self, line: &str, now: Duration, out: &mut Outgoing) -> Option<Value> {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
+            ["pfsync"] => Some(match &self.sync {
+                Some(sync) => sync.status(now),
+                None => json!({ "error": "pfsync is not configured (no [pfsync] table)" }),
+            }),
             ["carp"] => Some(self.carp_status(now)),
             ["carp", "demote", n] => match n.parse::<u32>() {
                 Ok(n) => {
