@@ -954,4 +954,193 @@ mod ha_lab {
         lab.wait("fw-b", 1, "BACKUP", 2);
         lab.finish();
     }
+
+    fn pfsync(lab: &Ha, node: &str) -> Value {
+        let out = lab.ok(&["pfsync", node]);
+        serde_json::from_str(&out).expect("rampart ctl pfsync --json prints JSON")
+    }
+
+    fn states_total(lab: &Ha, node: &str) -> u64 {
+        let out = lab.ok(&["ctl", node, "states", "--json"]);
+        let v: Value = serde_json::from_str(&out).expect("ctl states --json");
+        v["total"].as_u64().unwrap()
+    }
+
+    /// pfsync test 1: 300 TCP connections and an iperf3 stream opened through fw-a survive
+    /// its SIGKILL (sub-second CARP: advbase 0, advskew 10/20); with the sync link cut
+    /// before they open, the same test loses them.
+    #[test]
+    fn pfsync_connections_survive_failover_and_are_lost_without_it() {
+        let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(lab) = Ha::up(
+            "p",
+            &[
+                ("HA_ADVBASE", "0"),
+                ("HA_SKEW_A", "10"),
+                ("HA_SKEW_B", "20"),
+            ],
+        ) else {
+            return;
+        };
+        // Both nodes finished their bulk update at start (each other's table).
+        for node in ["fw-a", "fw-b"] {
+            let s = pfsync(&lab, node);
+            assert_eq!(s["bulk"]["status"], "done", "{node}: {s}");
+            assert_eq!(s["interface"], "sync", "{s}");
+        }
+
+        let out = lab.ok(&["survive", "300", "12"]);
+        eprint!("{out}");
+        let r = result(&out);
+        assert_eq!(r["sync"], "on", "{r:?}");
+        assert_eq!(r["opened"], "300", "{r:?}");
+        assert_eq!(r["reset"], "0", "no connection was reset: {r:?}");
+        assert_eq!(r["alive"], "300", "every connection survived: {r:?}");
+        assert_eq!(r["iperf_ok"], "1", "the iperf3 stream completed: {r:?}");
+        let states_b: u64 = r["states_b"].parse().unwrap();
+        assert!(
+            states_b >= 301,
+            "fw-b held the states before the kill: {r:?}"
+        );
+        let (takeover, stall, wait) = (
+            ms(&r, "takeover_ms"),
+            ms(&r, "iperf_stall_ms"),
+            ms(&r, "longest_wait_ms"),
+        );
+        eprintln!(
+            "ha figure: pfsync on, advbase 0 skew 10/20: SIGKILL -> fw-b MASTER {takeover} ms; 300/300 connections alive, 0 reset; iperf3 longest stall {stall} ms; longest echo wait {wait} ms"
+        );
+        // TCP resends after its retransmission timeout (200 ms at first, doubling), so the
+        // stream's stall is the takeover plus at most about two RTOs.
+        assert!(
+            stall <= takeover + 1000.0,
+            "stall {stall} ms, takeover {takeover} ms"
+        );
+        let s = pfsync(&lab, "fw-b");
+        assert!(s["states_received"].as_u64().unwrap() >= 300, "{s}");
+        assert_eq!(s["errors"]["bad_version"], 0, "{s}");
+        assert_eq!(s["errors"]["malformed"], 0, "{s}");
+
+        // fw-a comes back: it gets fw-b's table by bulk update before it preempts.
+        let out = lab.ok(&["failback"]);
+        eprint!("{out}");
+        let s = pfsync(&lab, "fw-a");
+        assert_eq!(s["bulk"]["status"], "done", "{s}");
+        assert_eq!(s["bulk"]["received"], 1, "{s}");
+
+        // The same test with the sync link cut before the connections open.
+        lab.ok(&["converge", "10"]);
+        lab.ok(&["sync", "cut"]);
+        let out = lab.ok(&["survive", "300", "12"]);
+        eprint!("{out}");
+        let r = result(&out);
+        lab.ok(&["sync", "restore"]);
+        assert_eq!(r["sync"], "cut", "{r:?}");
+        assert_eq!(r["opened"], "300", "{r:?}");
+        let alive: u64 = r["alive"].parse().unwrap();
+        eprintln!(
+            "ha figure: pfsync cut: SIGKILL -> fw-b MASTER {} ms; {alive}/300 connections alive, {} reset, {} stalled; iperf3 ok={}",
+            r["takeover_ms"], r["reset"], r["stalled"], r["iperf_ok"]
+        );
+        assert_eq!(alive, 0, "without pfsync fw-b drops them all: {r:?}");
+        assert_eq!(r["iperf_ok"], "0", "{r:?}");
+        lab.finish();
+    }
+
+    /// pfsync test 2: fw-b starts while fw-a holds 500 connections: it gets them all by bulk
+    /// update (the same `ctl states` count on both), stays demoted until the BUS END, and every
+    /// pfsync frame on the sync link parses under an independent decoder
+    /// (tests/lab/pfsync_decode.py, written from protocols.md).
+    #[test]
+    fn pfsync_bulk_update_on_start_and_frames_decode_independently() {
+        let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(lab) = Ha::up("q", &[]) else {
+            return;
+        };
+        lab.ok(&["stop", "fw-b"]);
+        lab.ok(&["hold", "500", "60"]);
+        let held = states_total(&lab, "fw-a");
+        assert!(held >= 500, "fw-a holds {held} states");
+        // Capture the sync link while fw-b starts, asks and receives the bulk.
+        let pcap = lab.dir.join("sync.pcap");
+        let mut capture = lab.cmd();
+        capture.args(["capture", "br-sync", "8", pcap.to_str().unwrap()]);
+        let capture = capture.stdin(Stdio::null()).spawn().expect("ha.sh capture");
+        sleep(Duration::from_secs(2));
+        lab.ok(&["start", "fw-b"]);
+        lab.wait("fw-b", 1, "BACKUP", 10);
+        let mut equal = None;
+        for _ in 0..50 {
+            let (a, b) = (states_total(&lab, "fw-a"), states_total(&lab, "fw-b"));
+            if a == b {
+                equal = Some(a);
+                break;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        let equal = equal.unwrap_or_else(|| {
+            panic!(
+                "state counts differ: fw-a {} fw-b {}",
+                states_total(&lab, "fw-a"),
+                states_total(&lab, "fw-b")
+            )
+        });
+        assert!(equal >= 500, "{equal}");
+        let b = pfsync(&lab, "fw-b");
+        assert_eq!(b["bulk"]["status"], "done", "{b}");
+        assert_eq!(b["bulk"]["received"], 1, "{b}");
+        assert!(b["states_received"].as_u64().unwrap() >= 500, "{b}");
+        let a = pfsync(&lab, "fw-a");
+        assert!(a["bulk"]["states_sent"].as_u64().unwrap() >= 500, "{a}");
+        // fw-b's CARP demotion: +32 from its start until the BUS END, 0 after.
+        let carp = lab.carp("fw-b");
+        assert_eq!(carp["demotion"], 0, "{carp}");
+        let events: Vec<&str> = carp["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let at = |needle: &str| {
+            events
+                .iter()
+                .position(|e| e.contains(needle))
+                .unwrap_or_else(|| panic!("no event {needle:?} in {events:#?}"))
+        };
+        assert!(
+            at("bulk update started: CARP demoted") < at("bulk update done"),
+            "{events:#?}"
+        );
+        // A connection opened now reaches fw-b by live sync within about a second.
+        let before = states_total(&lab, "fw-b");
+        let out = lab.client(&["ping", "-n", "-c", "1", "-W", "1", "198.51.100.7"]);
+        assert!(out.status.success(), "{out:?}");
+        let t0 = Instant::now();
+        while states_total(&lab, "fw-b") <= before && t0.elapsed() < Duration::from_secs(3) {
+            sleep(Duration::from_millis(20));
+        }
+        let lag = t0.elapsed();
+        eprintln!("ha figure: pfsync live sync: a new state on fw-a present on fw-b after {lag:?} (polled every 20 ms)");
+        assert!(
+            lag < Duration::from_secs(3),
+            "the new state did not reach fw-b"
+        );
+
+        let out = capture.wait_with_output().expect("ha.sh capture");
+        assert!(out.status.success(), "capture: {out:?}");
+        let decoded = lab.ok(&["pfsync-decode", pcap.to_str().unwrap()]);
+        let d: Value = serde_json::from_str(&decoded).expect("pfsync_decode.py --json");
+        eprintln!(
+            "independent decoder: {} frames, {} ok, actions {}",
+            d["frames"], d["frames_ok"], d["actions"]
+        );
+        assert!(d["frames"].as_u64().unwrap() > 0, "{d}");
+        assert_eq!(d["frames"], d["frames_ok"], "{d}");
+        assert_eq!(d["errors"].as_array().map(Vec::len), Some(0), "{d}");
+        assert!(d["bulk_requests"].as_u64().unwrap() >= 1, "{d}");
+        assert!(d["actions"]["BUS_START"].as_u64().unwrap_or(0) >= 1, "{d}");
+        assert!(d["actions"]["BUS_END"].as_u64().unwrap_or(0) >= 1, "{d}");
+        assert!(d["states"].as_u64().unwrap() >= 500, "{d}");
+        lab.finish();
+    }
 }
