@@ -4,9 +4,12 @@
 //!   generator on the other lcore; see `forward.rs` and `bench/forwarding.sh`.
 //! - `cross-core`: the cache-line round trip between the generator's and the forwarder's
 //!   CPUs, recorded beside each `forward` run (see `cross_core.rs`).
+//! - `pfsync-bulk`: a pfsync bulk update between two control planes, and a worker's
+//!   throughput meanwhile (see `pfsync_bulk.rs`).
 
 mod cross_core;
 mod forward;
+mod pfsync_bulk;
 
 use std::process::ExitCode;
 
@@ -29,6 +32,9 @@ enum Command {
     Forward(forward::Args),
     /// Measure the cache-line round trip between two CPUs.
     CrossCore(cross_core::Args),
+    /// Time a pfsync bulk update of N states between two control planes, and a worker's
+    /// throughput while its node sends bulks.
+    PfsyncBulk(pfsync_bulk::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Forward(args) => forward::run(args),
         Command::CrossCore(args) => cross_core::run(args),
+        Command::PfsyncBulk(args) => pfsync_bulk::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -225,6 +225,10 @@ pub struct Carp {
     pub origin: Origin,
 }
 
+/// Default of `[pfsync] bulk_rate`: 1M states in 1.3 s, well within what a receiver here
+/// installs per second (docs/ha.md).
+pub const DEFAULT_BULK_RATE: u32 = 750_000;
+
 /// `[pfsync]`: state synchronisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pfsync {
@@ -235,6 +239,8 @@ pub struct Pfsync {
     pub defer: bool,
     /// Updates to one TCP state before it is sent at once (OpenBSD default 128).
     pub maxupd: u8,
+    /// The most states per second a bulk update sends (0: as fast as the link takes them).
+    pub bulk_rate: u32,
     pub origin: Origin,
 }
 

@@ -87,6 +87,7 @@ pub struct Pfsync {
     #[serde(default)]
     pub defer: bool,
     pub maxupd: Option<Spanned<u32>>,
+    pub bulk_rate: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -845,6 +845,14 @@ impl Validator<'_> {
             Some(ip)
         });
         let maxupd = self.bounded(file, p.maxupd, "maxupd", 0, 255, 128) as u8;
+        let bulk_rate = self.bounded(
+            file,
+            p.bulk_rate,
+            "bulk_rate",
+            0,
+            100_000_000,
+            DEFAULT_BULK_RATE,
+        );
         if let Some(iface) = i.and_then(|i| interfaces.get(i)) {
             if !iface.addresses.iter().any(|a| a.addr().is_ipv4()) {
                 self.err(
@@ -865,6 +873,7 @@ impl Validator<'_> {
             peer,
             defer: p.defer,
             maxupd,
+            bulk_rate,
             origin: o,
         })
     }

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The control plane: what runs on the control core beside the workers.
 //!
 //! - [`carp`]: CARP as a sans-IO engine, wire-compatible with OpenBSD.

@@ -1,7 +1,7 @@
 //! The pfsync engine: OpenBSD's queueing, merge rules and bulk protocol, sans-IO
 //! (protocols.md §3.5, §3.7, §3.8). See the [module documentation](super) for the design.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Bound;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rampart_conf::{proto, Config};
 use rampart_dataplane::state::tcp::Peer;
-use rampart_dataplane::state::{State, StateKey, StateTable, Timeout, TimeoutTable};
+use rampart_dataplane::state::{State, StateKey, StateTable, Timeout, TimeoutTable, WalkCursor};
 use rampart_dataplane::wire::parse::{parse_frame, Fragment};
 use rampart_dataplane::wire::pfsync as view;
 use rampart_dataplane::worker::StateEvent;
@@ -51,7 +51,7 @@ pub const MIN_MTU: usize = wire::MIN_PACKET
 
 /// The state table as the engine reads it: at send time (pfsync sends what the table holds
 /// then, as pf exports the state when it writes the packet), to merge updates, and for the
-/// bulk's snapshot. Implemented for [`StateTable`].
+/// bulk's walk. Implemented for [`StateTable`].
 pub trait StateStore {
     /// The state with `key`, whatever its identity.
     fn find(&self, key: &StateKey) -> Option<State>;
@@ -62,8 +62,9 @@ pub trait StateStore {
             .filter(|s| s.id == id.id && s.creator == id.creator)
     }
 
-    /// Calls `f` with every state (the bulk's snapshot).
-    fn for_each_state(&self, f: &mut dyn FnMut(&State));
+    /// Calls `f` with up to `max` states from `cursor` on (a slice of the bulk's walk);
+    /// `true` once the whole table has been walked. See `StateTable::walk`.
+    fn walk(&self, cursor: &mut WalkCursor, max: usize, f: &mut dyn FnMut(&State)) -> bool;
 
     /// States in the table now (exported `expire` is adaptively scaled, as pf's).
     fn state_count(&self) -> u64;
@@ -82,8 +83,8 @@ impl StateStore for StateTable {
         Some(shard.get(idx).clone())
     }
 
-    fn for_each_state(&self, f: &mut dyn FnMut(&State)) {
-        self.for_each(f);
+    fn walk(&self, cursor: &mut WalkCursor, max: usize, f: &mut dyn FnMut(&State)) -> bool {
+        StateTable::walk(self, cursor, max, f)
     }
 
     fn state_count(&self) -> u64 {
@@ -372,7 +373,7 @@ pub struct BulkStatus {
     pub tries: u32,
     /// The last bulk packet received (the progress the timeout runs from).
     pub last_progress: Option<Duration>,
-    /// A bulk we are sending: states sent so far and in the snapshot.
+    /// A bulk we are sending: states sent so far, and in the table when it started.
     pub sending: Option<(usize, usize)>,
 }
 
@@ -505,14 +506,22 @@ struct Pending {
     updates: u32,
 }
 
-/// A bulk we are sending: a snapshot of the table's identities, walked by
+/// A bulk we are sending: a walk over the table, a slice per shard lock, sent by
 /// [`PfsyncEngine::bulk_next`].
 #[derive(Clone, Debug)]
 struct BulkSend {
-    states: Vec<(StateKey, StateId)>,
-    next: usize,
+    /// Where the walk over the table resumes, and the states it read but did not send yet.
+    cursor: WalkCursor,
+    slice: VecDeque<State>,
+    walked: bool,
     started: bool,
+    /// States sent, and in the table when the bulk started.
+    sent: usize,
+    total: usize,
 }
+
+/// States the bulk reads from the table per shard lock.
+pub const BULK_SLICE: usize = 64;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct BulkRequest {
@@ -592,7 +601,7 @@ impl PfsyncEngine {
             phase: self.bulk_request.phase,
             tries: self.bulk_request.tries,
             last_progress: self.bulk_request.last_progress,
-            sending: self.bulk_send.as_ref().map(|b| (b.next, b.states.len())),
+            sending: self.bulk_send.as_ref().map(|b| (b.sent, b.total)),
         }
     }
 
@@ -1429,21 +1438,20 @@ impl PfsyncEngine {
 
     // ----- bulk: sender -------------------------------------------------------------------
 
-    /// UPD_REQ(0, 0): snapshot the table's identities; [`bulk_next`](Self::bulk_next) sends
-    /// them. A request during a bulk is absorbed.
+    /// UPD_REQ(0, 0): start a walk over the table; [`bulk_next`](Self::bulk_next) sends
+    /// it. A request during a bulk is absorbed.
     fn start_bulk_send(&mut self, store: &impl StateStore) {
         if self.bulk_send.is_some() {
             self.counters.bulk_requests_absorbed += 1;
             return;
         }
-        let mut states = Vec::with_capacity(store.state_count() as usize);
-        store.for_each_state(&mut |s: &State| {
-            states.push((s.key, StateId::new(s.id, s.creator)));
-        });
         self.bulk_send = Some(BulkSend {
-            states,
-            next: 0,
+            cursor: WalkCursor::default(),
+            slice: VecDeque::with_capacity(BULK_SLICE),
+            walked: false,
             started: false,
+            sent: 0,
+            total: store.state_count() as usize,
         });
     }
 
@@ -1455,7 +1463,9 @@ impl PfsyncEngine {
     /// Up to `max_packets` packets of the bulk being sent (§3.8): BUS START and full UPDs in
     /// the first, UPDs filled to the MTU in the next ones, BUS END after the last state (in
     /// the same packet when it fits). Paced by the caller, one slice per loop, instead of
-    /// OpenBSD's one packet per 20 ms. States gone from the table are skipped.
+    /// OpenBSD's one packet per 20 ms. The table is read [`BULK_SLICE`] states per shard
+    /// lock, so workers wait for at most a slice's copy; states created meanwhile reach the
+    /// peer by live sync if the walk has passed them.
     pub fn bulk_next(
         &mut self,
         now: Duration,
@@ -1480,26 +1490,29 @@ impl PfsyncEngine {
             let mut builder = FrameBuilder::new(self.config.mtu);
             if !bulk.started {
                 bulk.started = true;
-                if !bulk.states.is_empty() {
+                if bulk.total > 0 {
                     builder.push(&bus(BUS_START));
                     self.counters.sent.add(action::BUS);
                 }
             }
-            while bulk.next < bulk.states.len() && builder.has_room(action::UPD, StateMsg::LEN) {
-                let (key, id) = bulk.states[bulk.next];
-                bulk.next += 1;
-                match store.get(&key, id) {
-                    Some(state) => {
-                        let message = Message::Upd(Box::new(StateMsg::from_state(&state, &cx)));
-                        builder.push(&message);
-                        self.counters.sent.add(action::UPD);
-                        self.counters.bulk_states_sent += 1;
-                    }
-                    None => self.counters.vanished += 1,
+            while builder.has_room(action::UPD, StateMsg::LEN) {
+                if bulk.slice.is_empty() && !bulk.walked {
+                    let slice = &mut bulk.slice;
+                    bulk.walked = store.walk(&mut bulk.cursor, BULK_SLICE, &mut |s: &State| {
+                        slice.push_back(s.clone())
+                    });
                 }
+                let Some(state) = bulk.slice.pop_front() else {
+                    break;
+                };
+                let message = Message::Upd(Box::new(StateMsg::from_state(&state, &cx)));
+                builder.push(&message);
+                bulk.sent += 1;
+                self.counters.sent.add(action::UPD);
+                self.counters.bulk_states_sent += 1;
             }
             let mut done = false;
-            if bulk.next == bulk.states.len() && builder.fits(&bus(BUS_END)) {
+            if bulk.walked && bulk.slice.is_empty() && builder.fits(&bus(BUS_END)) {
                 builder.push(&bus(BUS_END));
                 self.counters.sent.add(action::BUS);
                 done = true;

@@ -38,8 +38,9 @@
 //!   stale side is answered with our state at once.
 //! - **Bulk** (§3.8). [`request_bulk`](PfsyncEngine::request_bulk) sends UPD_REQ(0, 0) and
 //!   returns [`BulkEvent::Started`]; the answer ends with [`BulkEvent::Done`] or
-//!   [`BulkEvent::TimedOut`]. Answering a request snapshots the table's identities; the
-//!   caller then pulls packets with [`bulk_next`](PfsyncEngine::bulk_next), a slice per loop.
+//!   [`BulkEvent::TimedOut`]. Answering a request starts a walk over the table; the caller
+//!   pulls packets with [`bulk_next`](PfsyncEngine::bulk_next), a slice per loop, and the
+//!   walk reads [`BULK_SLICE`] states per shard lock (workers never wait for more).
 //!
 //! ## Departures from OpenBSD, and why
 //!
@@ -105,7 +106,7 @@ pub use convert::{Conversion, ImportError};
 pub use engine::{
     apply_change, Action, ActionCounts, ApplyError, BulkEvent, BulkPhase, BulkStatus, Merge,
     PfsyncConfig, PfsyncCounters, PfsyncEngine, StateChange, StateStore, BULK_LINK_WAIT,
-    BULK_MAX_TRIES, BULK_REQUEST_RETRY, DEFAULT_BULK_PROGRESS_TIMEOUT, DEFAULT_INDEX_GC_BUDGET,
-    DEFAULT_MTU, FLUSH_DELAY, INDEX_GC_INTERVAL, MIN_MTU, PEER_RECENT,
+    BULK_MAX_TRIES, BULK_REQUEST_RETRY, BULK_SLICE, DEFAULT_BULK_PROGRESS_TIMEOUT,
+    DEFAULT_INDEX_GC_BUDGET, DEFAULT_MTU, FLUSH_DELAY, INDEX_GC_INTERVAL, MIN_MTU, PEER_RECENT,
 };
 pub use wire::{Datagram, StateId, StateMsg};

@@ -22,11 +22,18 @@ use serde_json::{json, Value};
 
 use crate::neighbor::NeighborResolver;
 use crate::pfsync::wire::action;
+use crate::pfsync::StateMsg;
 use crate::pfsync::{apply_change, Action, BulkEvent, BulkPhase, PfsyncConfig, PfsyncEngine};
 
 /// Each worker's queue of state events: room for a few milliseconds of new connections at
 /// full rate, so a busy second on the control core loses none.
 const SYNC_QUEUE_LEN: usize = 1 << 16;
+
+/// The bulk's pacing bucket holds this many packets' worth of states.
+const BULK_BURST_PACKETS: f64 = 32.0;
+
+/// What a bulk packet holds besides its states: the IP and pfsync headers, one subheader.
+const BULK_PACKET_OVERHEAD: usize = 20 + 20 + 4;
 
 /// Events taken from the workers' queues per loop (the rest wait for the next loop).
 const EVENTS_PER_LOOP: usize = 1 << 16;
@@ -55,6 +62,11 @@ pub struct SyncPlane {
     pub counters: SyncCounters,
     /// When the current bulk request started, for the log's duration.
     bulk_started: Option<Duration>,
+    /// The bulk's pacing: `[pfsync] bulk_rate` states per second (0: none), and the states
+    /// it may send now (a bucket a few dozen packets deep).
+    bulk_rate: u32,
+    bulk_tokens: f64,
+    bulk_last: Option<Duration>,
 }
 
 /// What a pfsync step asks of the rest of the control core.
@@ -101,6 +113,9 @@ impl SyncPlane {
             defer: config.pfsync.as_ref().is_some_and(|p| p.defer),
             counters: SyncCounters::default(),
             bulk_started: None,
+            bulk_rate: config.pfsync.as_ref().map_or(0, |p| p.bulk_rate),
+            bulk_tokens: 0.0,
+            bulk_last: None,
         }))
     }
 
@@ -175,7 +190,8 @@ impl SyncPlane {
         self.engine.bulk_sending()
     }
 
-    /// Up to `room` packets of the bulk being sent.
+    /// Up to `room` packets of the bulk being sent, within `[pfsync] bulk_rate`: the link
+    /// and the peer's rate of installing states pace it, never a timer per packet.
     pub fn bulk(
         &mut self,
         now: Duration,
@@ -183,11 +199,41 @@ impl SyncPlane {
         res: &mut NeighborResolver,
         out: &mut SyncOutput,
     ) {
-        if room == 0 || !self.engine.bulk_sending() {
+        if !self.engine.bulk_sending() {
+            self.bulk_last = None;
             return;
         }
-        let actions = self.engine.bulk_next(now, room, &*self.shared.states);
+        let mut packets = room;
+        if self.bulk_rate > 0 {
+            let per_packet = self.states_per_packet() as f64;
+            let burst = BULK_BURST_PACKETS * per_packet;
+            // A bulk starts with a full bucket; then it fills at `bulk_rate`.
+            self.bulk_tokens = match self.bulk_last {
+                None => burst,
+                Some(t) => (self.bulk_tokens
+                    + now.saturating_sub(t).as_secs_f64() * f64::from(self.bulk_rate))
+                .min(burst),
+            };
+            self.bulk_last = Some(now);
+            packets = packets.min((self.bulk_tokens / per_packet) as usize);
+        }
+        if packets == 0 {
+            return;
+        }
+        let before = self.engine.counters().bulk_states_sent;
+        let actions = self.engine.bulk_next(now, packets, &*self.shared.states);
+        self.bulk_tokens -= (self.engine.counters().bulk_states_sent - before) as f64;
         self.carry_out(actions, now, res, out);
+    }
+
+    /// Full states in one bulk packet at the sync interface's MTU.
+    fn states_per_packet(&self) -> usize {
+        let room = self
+            .engine
+            .config()
+            .mtu
+            .saturating_sub(BULK_PACKET_OVERHEAD);
+        (room / StateMsg::LEN).max(1)
     }
 
     /// The sync interface's link went up or down.
@@ -291,6 +337,7 @@ impl SyncPlane {
             "source": self.src.to_string(),
             "creator": format!("{:08x}", pc.host_id),
             "maxupd": pc.maxupd,
+            "bulk_rate": self.bulk_rate,
             "mtu": pc.mtu,
             "defer": self.defer,
             "bulk": {

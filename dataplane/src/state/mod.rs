@@ -23,7 +23,9 @@ pub mod table;
 pub mod tcp;
 
 pub use key::StateKey;
-pub use table::{InsertError, ShardGuard, StateTable, StateTableConfig, StateTableStats};
+pub use table::{
+    InsertError, ShardGuard, StateTable, StateTableConfig, StateTableStats, WalkCursor,
+};
 pub use tcp::{Peer, Segment};
 
 use rampart_conf::Timeouts;

@@ -465,6 +465,33 @@ impl StateTable {
         }
     }
 
+    /// Calls `f` with up to `max` live states from `cursor` on, shard by shard, taking each
+    /// shard's lock once per call: a slice of a walk over the whole table that never holds
+    /// a worker up for more than a slice (pfsync's bulk update). States inserted or removed
+    /// meanwhile may or may not be seen. Returns `true` once the walk has passed the last
+    /// shard.
+    pub fn walk(&self, cursor: &mut WalkCursor, max: usize, mut f: impl FnMut(&State)) -> bool {
+        let mut seen = 0;
+        while cursor.shard < self.shards.len() {
+            let g = self.shards[cursor.shard].lock.lock();
+            while cursor.index < g.states.len() {
+                if seen == max {
+                    return false;
+                }
+                let idx = cursor.index;
+                cursor.index += 1;
+                if g.live[idx] {
+                    f(&g.states[idx]);
+                    seen += 1;
+                }
+            }
+            drop(g);
+            cursor.shard += 1;
+            cursor.index = 0;
+        }
+        true
+    }
+
     /// Visits up to `budget` slab entries from `cursor` on, removing the expired states
     /// (each passed to `on_expire` first). Returns the number removed. The control core
     /// calls this periodically so that every state is visited about once per `interval`.
@@ -532,6 +559,13 @@ impl StateTable {
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Where a [`StateTable::walk`] resumes (the default starts at the beginning).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkCursor {
+    shard: usize,
+    index: usize,
 }
 
 /// Where an incremental [`StateTable::sweep`] resumes.
@@ -743,6 +777,38 @@ mod tests {
         assert!(t.lock(h).find(&k, h, 30_999).is_some());
         assert!(t.lock(h).find(&k, h, 31_000).is_none());
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn a_walk_in_slices_sees_every_state_once() {
+        let t = table(10_000, 16);
+        for i in 0..5000u32 {
+            let k = key(i);
+            let h = t.hash(&k);
+            t.lock(h)
+                .insert(h, state(k, 0, Timeout::UdpSingle))
+                .unwrap();
+        }
+        let mut cursor = WalkCursor::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let mut n = 0;
+            let done = t.walk(&mut cursor, 64, |s| {
+                n += 1;
+                assert!(seen.insert(s.id), "state {} seen twice", s.id);
+            });
+            assert!(n <= 64);
+            if done {
+                break;
+            }
+            assert!(calls < 1000);
+        }
+        assert_eq!(seen.len(), 5000);
+        assert!(calls >= 5000 / 64);
+        // A finished walk stays finished.
+        assert!(t.walk(&mut cursor, 64, |_| panic!("walked past the end")));
     }
 
     #[test]
