@@ -208,6 +208,7 @@ fn run_appliance(config: Config) -> Result<()> {
         let mut worker = Worker::new(w as u16, queues, &shared, control.clone());
         if let Some(q) = plane.sync_queue() {
             worker.set_sync_queue(q);
+            worker.set_defer(plane.sync().is_some_and(|s| s.defer()));
         }
         if w == 0 {
             worker.set_injection_queue(injection.clone());

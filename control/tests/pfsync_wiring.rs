@@ -128,6 +128,7 @@ impl Node {
         let mut plane = ControlPlane::new(&config, shared.clone(), || 7).unwrap();
         plane.disable_carp();
         worker.set_sync_queue(plane.sync_queue().expect("pfsync is configured"));
+        worker.set_defer(plane.sync().is_some_and(|s| s.defer()));
         Node {
             shared,
             worker,
@@ -417,4 +418,70 @@ fn unicast_peer_frames_go_to_the_peers_mac() {
         let p = parse_frame(f).unwrap();
         assert_eq!(p.dst, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3)));
     }
+}
+
+fn pfsync_frames(out: &Outgoing) -> Vec<(u16, Vec<u8>)> {
+    out.iter()
+        .filter(|(i, f)| *i == SYNC && parse_frame(f).is_ok_and(|p| p.protocol == 240))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn defer_holds_the_first_packet_until_the_peer_acks() {
+    let mut a = Node::new('a', 0x0a, "defer = true");
+    let mut b = Node::new('b', 0x0b, "");
+    let t = Duration::from_secs(10);
+    a.tcp(TcpFlags::SYN, 1000, 0, 40010);
+    let out = a.step(t);
+    // Held: nothing on wan, and the INS leaves at once (not after the 1 s flush).
+    assert!(!out.iter().any(|(i, _)| *i == WAN), "{out:?}");
+    assert!(a.worker.ports_mut()[WAN as usize].take_tx().is_empty());
+    let ins = pfsync_frames(&out);
+    assert_eq!(ins.len(), 1, "{out:?}");
+    assert_eq!(a.pfsync(t)["deferred"]["held_now"], 1);
+    // fw-b installs the state and acknowledges it.
+    b.receive_sync(&ins);
+    let t1 = t + Duration::from_micros(300);
+    let acks = pfsync_frames(&b.step(t1));
+    assert_eq!(acks.len(), 1, "fw-b sent no INS_ACK");
+    assert!(b.state(40010).is_some());
+    assert_eq!(b.pfsync(t1)["received"]["INS"], 1);
+    // The ack releases the SYN, forwarded as it would have been.
+    a.receive_sync(&acks);
+    let out = a.step(t1);
+    let released: Vec<_> = out.iter().filter(|(i, _)| *i == WAN).collect();
+    assert_eq!(released.len(), 1, "{out:?}");
+    let f = parse_frame(&released[0].1).unwrap();
+    assert_eq!(f.dst, IpAddr::V4(SERVER));
+    assert_eq!(f.ttl, 63, "TTL decremented once");
+    assert_eq!(&released[0].1[0..6], &SERVER_MAC.0);
+    let status = a.pfsync(t1);
+    assert_eq!(status["deferred"]["acked"], 1, "{status}");
+    assert_eq!(status["deferred"]["held_now"], 0, "{status}");
+    assert_eq!(status["received"]["INS_ACK"], 1, "{status}");
+    // Later packets of the state are not held.
+    a.reply(TcpFlags::SYN | TcpFlags::ACK, 5000, 1001, 40010);
+    a.step(t1);
+    assert_eq!(a.worker.ports_mut()[LAN as usize].take_tx().len(), 1);
+    // The state was announced once: the worker's insert event did not queue a second INS.
+    a.step(t + Duration::from_secs(3));
+    let status = a.pfsync(t + Duration::from_secs(3));
+    assert_eq!(status["sent"]["INS"], 1, "{status}");
+}
+
+#[test]
+fn defer_releases_after_20_ms_without_an_ack() {
+    let mut a = Node::new('a', 0x0a, "defer = true");
+    let t = Duration::from_secs(10);
+    a.tcp(TcpFlags::SYN, 1000, 0, 40011);
+    let out = a.step(t);
+    assert!(!out.iter().any(|(i, _)| *i == WAN));
+    let out = a.step(t + Duration::from_millis(19));
+    assert!(!out.iter().any(|(i, _)| *i == WAN), "released early");
+    let out = a.step(t + Duration::from_millis(20));
+    assert_eq!(out.iter().filter(|(i, _)| *i == WAN).count(), 1, "{out:?}");
+    let status = a.pfsync(t);
+    assert_eq!(status["deferred"]["timed_out"], 1, "{status}");
+    assert_eq!(status["deferred"]["acked"], 0, "{status}");
 }

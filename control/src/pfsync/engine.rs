@@ -335,6 +335,9 @@ pub enum Action {
     Apply(StateChange),
     /// The requester's bulk update moved on.
     Bulk(BulkEvent),
+    /// The peer acknowledged the insert of a state whose first packet is held
+    /// ([`state_deferred`](PfsyncEngine::state_deferred)): transmit that packet now.
+    Release(StateId),
 }
 
 /// The requester's side of the bulk protocol (`pfsync_bulk_req_evt`, §3.8).
@@ -448,6 +451,8 @@ pub struct PfsyncCounters {
     pub vanished: u64,
     /// TDB messages (IPsec) ignored.
     pub tdb_ignored: u64,
+    /// INS messages sent asking for an INS_ACK (a packet held for them, `[pfsync] defer`).
+    pub deferred: u64,
     /// Bulk requests received while sending a bulk (absorbed, as OpenBSD does).
     pub bulk_requests_absorbed: u64,
     /// Bulks sent to completion, and states they carried.
@@ -504,6 +509,8 @@ struct Pending {
     key: StateKey,
     /// TCP updates coalesced into it (`sync_updates`).
     updates: u32,
+    /// An INS for a state whose first packet is held: ask the peer for an INS_ACK.
+    ack: bool,
 }
 
 /// A bulk we are sending: a walk over the table, a slice per shard lock, sent by
@@ -610,6 +617,20 @@ impl PfsyncEngine {
     /// A worker created `state` (pf's `pfsync_insert_state`): queue an INS.
     pub fn state_inserted(&mut self, state: &State, now: Duration) {
         self.inserted(state.key, StateId::new(state.id, state.creator), now);
+    }
+
+    /// A worker created a state and holds its first packet (`[pfsync] defer`, pf's
+    /// `pfsync_defer`): the INS asks the peer for an INS_ACK and goes at once; the ack comes
+    /// back as [`Action::Release`]. The caller releases the packet after 20 ms without one.
+    pub fn state_deferred(&mut self, key: StateKey, id: StateId, now: Duration) {
+        self.inserted(key, id, now);
+        if let Some(p) = self.pending.get_mut(&id) {
+            if p.queue == Queue::Ins {
+                p.ack = true;
+                self.counters.deferred += 1;
+            }
+        }
+        self.flush_now(now);
     }
 
     /// A worker's report of a change it made to the table (see `StateEvent`).
@@ -863,9 +884,7 @@ impl PfsyncEngine {
     ) {
         match message {
             Message::Clr(clr) => self.receive_clear(&clr, cx, store, out),
-            Message::InsAck(_) => {
-                // Releases a deferred packet; rampart does not defer (see the module docs).
-            }
+            Message::InsAck(id) => out.push(Action::Release(id)),
             Message::UpdC(upd) => {
                 if let Err(e) = check_update(upd.timeout, &upd.src, &upd.dst) {
                     self.count_import_error(e);
@@ -1191,6 +1210,7 @@ impl PfsyncEngine {
                 seq,
                 key,
                 updates: 0,
+                ack: false,
             },
         );
         if self.flush_at.is_none() {
@@ -1230,7 +1250,13 @@ impl PfsyncEngine {
                         };
                         match queue {
                             Queue::UpdC => Message::UpdC(upd_c(&state)),
-                            Queue::Ins => Message::Ins(Box::new(StateMsg::from_state(&state, &cx))),
+                            Queue::Ins => {
+                                let mut msg = StateMsg::from_state(&state, &cx);
+                                if pending.ack {
+                                    msg.state_flags |= state_flags::ACK;
+                                }
+                                Message::Ins(Box::new(msg))
+                            }
                             _ => Message::Upd(Box::new(StateMsg::from_state(&state, &cx))),
                         }
                     }

@@ -51,7 +51,10 @@
 //!   after 12 requests the bulk is given up and the demotion released. OpenBSD's
 //!   "resend and also mark done" path (§7.4) is not copied.
 //! - **Bulk pacing.** OpenBSD sends one MTU-sized packet per 20 ms (250 states/s at MTU
-//!   1500). Here the caller decides how many packets go per loop iteration.
+//!   1500). Here the caller decides how many packets go per loop iteration: `rampart run`
+//!   sends what the sync interface's TX path has room for, within `[pfsync] bulk_rate`
+//!   states per second (750 000 by default: what a receiver installs comfortably), so 1M
+//!   states take about 1.3 s instead of OpenBSD's 67 minutes.
 //! - **BUS END without BUS START** (the peer's table is empty) completes a bulk request;
 //!   OpenBSD ignores it and retries for 24 s.
 //! - **Repeated requests are idempotent**: `request_bulk` during a running request does
@@ -60,9 +63,11 @@
 //!   filled it, the engine marks the queues due and the next `poll` writes them (as many
 //!   MTU-sized packets as needed). Replies to received frames also leave from `poll`, after
 //!   the caller applied the changes, so they carry the merged state.
-//! - **Deferral (§3.6)** is answered (INS_ACK for an INS with `PFSTATE_ACK`) but never
-//!   requested: rampart's dataplane has no queue to hold a state's first packet, so
-//!   `[pfsync] defer` has no effect yet and INS_ACKs received are only counted.
+//! - **Deferral (§3.6)** is both answered (INS_ACK for an INS with `PFSTATE_ACK`) and
+//!   requested: [`state_deferred`](PfsyncEngine::state_deferred) sends the INS with
+//!   `PFSTATE_ACK` at once and the INS_ACK comes back as [`Action::Release`]. The held packet
+//!   itself is the caller's (`runtime::pfsync`: at most 128, released after 20 ms
+//!   without an ack, as OpenBSD does).
 //! - **Own frames** (from one of [`PfsyncConfig::own_addresses`]) are ignored: pfsync has no
 //!   loop protection of its own.
 //! - **States rampart cannot represent** — translated (wire ≠ stack key), in an rdomain,
@@ -71,23 +76,26 @@
 //!
 //! # Wiring it into the control loop
 //!
+//! `runtime::pfsync` does this for `rampart run`; the steps, for another host of the engine:
+//!
 //! 1. Build it once: [`PfsyncConfig::from_config`] with the table's creator id, then
 //!    [`PfsyncEngine::new`]. Call [`request_bulk`](PfsyncEngine::request_bulk) at start and
 //!    feed [`BulkEvent`]s to `CarpEngine::set_pfsync_bulk_in_progress(event.in_progress())`.
 //!    Feed the sync link's state to [`link_state`](PfsyncEngine::link_state) (and OpenBSD's
 //!    +1 "pfsync link" demotion to `CarpEngine::set_demotion(PfsyncLink, …)`).
-//! 2. State events from the workers: [`state_inserted`](PfsyncEngine::state_inserted),
-//!    [`state_updated`](PfsyncEngine::state_updated) (or
-//!    [`state_updated_n`](PfsyncEngine::state_updated_n) from a worker that coalesces its
-//!    events), [`state_deleted`](PfsyncEngine::state_deleted); the sweep's expirations are
-//!    deletions too. `pfctl -F states` is [`states_cleared`](PfsyncEngine::states_cleared).
-//!    An event only names the state: what is sent is read from the table at send time.
+//! 2. State events from the workers (`rampart_dataplane::worker::StateEvent`, coalesced per
+//!    state by the worker): [`state_event`](PfsyncEngine::state_event); the sweep's
+//!    expirations are [`state_deleted`](PfsyncEngine::state_deleted); a packet held by
+//!    `[pfsync] defer` is [`state_deferred`](PfsyncEngine::state_deferred). `pfctl -F
+//!    states` is [`states_cleared`](PfsyncEngine::states_cleared). An event only names the
+//!    state: what is sent is read from the table at send time.
 //! 3. Frames of IP protocol 240 from the workers (`ToControl::Frame`):
 //!    [`handle_frame`](PfsyncEngine::handle_frame).
 //! 4. Carry out the actions in order: [`Action::Apply`] with [`apply_change`] (on failure,
 //!    tell [`apply_failed`](PfsyncEngine::apply_failed)); [`Action::Send`]: build the frame
 //!    with [`Datagram::ethernet_frame`] (the group MAC, or the unicast peer's from the
-//!    neighbour table) and transmit it on the sync interface; [`Action::Bulk`]: CARP.
+//!    neighbour table) and transmit it on the sync interface; [`Action::Bulk`]: CARP;
+//!    [`Action::Release`]: transmit the packet held for that state.
 //! 5. Every loop: [`poll`](PfsyncEngine::poll) (cheap when nothing is due; call it right
 //!    after applying the changes of a received frame too), and while
 //!    [`bulk_sending`](PfsyncEngine::bulk_sending), [`bulk_next`](PfsyncEngine::bulk_next)

@@ -125,6 +125,7 @@ impl ControlPlane {
             return;
         };
         out.extend(so.frames.into_iter().map(|f| (iface, pad(f))));
+        out.extend(so.released);
         for event in so.bulk {
             let took = self
                 .sync
@@ -201,6 +202,29 @@ impl ControlPlane {
                     out.push((iface, f));
                 }
             }
+            ToControl::Deferred {
+                iface,
+                buf,
+                key,
+                id,
+                creator,
+            } => match self.sync.as_mut() {
+                Some(sync) => {
+                    let mut so = SyncOutput::default();
+                    let id = crate::pfsync::StateId::new(id, creator);
+                    sync.deferred(
+                        iface,
+                        buf.data().to_vec(),
+                        key,
+                        id,
+                        now,
+                        &mut self.resolver,
+                        &mut so,
+                    );
+                    self.sync_output(so, now, out);
+                }
+                None => out.push((iface, buf.data().to_vec())),
+            },
             ToControl::Learn { iface, ip, mac } => {
                 self.counters.learned += 1;
                 self.resolver

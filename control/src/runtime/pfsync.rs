@@ -11,19 +11,21 @@
 //!   TX path has room for ([`SyncPlane::bulk`]): paced by the link, and the workers never
 //!   wait (each state is read under its shard lock, one at a time).
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::queue::ArrayQueue;
 use rampart_conf::{Config, MacAddr};
+use rampart_dataplane::state::StateKey;
 use rampart_dataplane::worker::{Shared, SyncQueue};
 use serde_json::{json, Value};
 
 use crate::neighbor::NeighborResolver;
 use crate::pfsync::wire::action;
-use crate::pfsync::StateMsg;
 use crate::pfsync::{apply_change, Action, BulkEvent, BulkPhase, PfsyncConfig, PfsyncEngine};
+use crate::pfsync::{StateId, StateMsg};
 
 /// Each worker's queue of state events: room for a few milliseconds of new connections at
 /// full rate, so a busy second on the control core loses none.
@@ -67,6 +69,9 @@ pub struct SyncPlane {
     bulk_rate: u32,
     bulk_tokens: f64,
     bulk_last: Option<Duration>,
+    /// Packets held for the peer's INS_ACK, oldest first.
+    held: VecDeque<Held>,
+    pub defer_counters: DeferCounters,
 }
 
 /// What a pfsync step asks of the rest of the control core.
@@ -76,6 +81,33 @@ pub struct SyncOutput {
     pub frames: Vec<Vec<u8>>,
     /// Bulk-request events, for CARP's demotion.
     pub bulk: Vec<BulkEvent>,
+    /// Held packets released (acknowledged or timed out): (interface, frame).
+    pub released: Vec<(u16, Vec<u8>)>,
+}
+
+/// How long a packet is held for the peer's INS_ACK (OpenBSD's 20 ms).
+pub const DEFER_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// Packets held at most; beyond, the oldest goes at once (OpenBSD's limit of 128).
+pub const DEFER_LIMIT: usize = 128;
+
+/// A packet held for its state's INS_ACK.
+#[derive(Debug)]
+struct Held {
+    id: StateId,
+    iface: u16,
+    frame: Vec<u8>,
+    deadline: Duration,
+}
+
+/// `[pfsync] defer`'s counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeferCounters {
+    pub held: u64,
+    pub acked: u64,
+    pub timed_out: u64,
+    /// Released early because [`DEFER_LIMIT`] packets were held.
+    pub overflow: u64,
 }
 
 impl SyncPlane {
@@ -116,6 +148,8 @@ impl SyncPlane {
             bulk_rate: config.pfsync.as_ref().map_or(0, |p| p.bulk_rate),
             bulk_tokens: 0.0,
             bulk_last: None,
+            held: VecDeque::new(),
+            defer_counters: DeferCounters::default(),
         }))
     }
 
@@ -160,14 +194,47 @@ impl SyncPlane {
         self.carry_out(actions, now, res, out);
     }
 
-    /// The workers' events, expirations found by the sweep, and the engine's timers.
-    pub fn tick(
+    /// Whether workers hold the first packet of new states (`[pfsync] defer`).
+    pub fn defer(&self) -> bool {
+        self.defer
+    }
+
+    /// A worker holds the first packet of a new state: keep it until the peer acknowledges
+    /// the state, at most [`DEFER_TIMEOUT`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn deferred(
         &mut self,
+        iface: u16,
+        frame: Vec<u8>,
+        key: StateKey,
+        id: StateId,
         now: Duration,
-        expired: &[(u64, u32)],
         res: &mut NeighborResolver,
         out: &mut SyncOutput,
     ) {
+        if self.held.len() >= DEFER_LIMIT {
+            if let Some(oldest) = self.held.pop_front() {
+                self.defer_counters.overflow += 1;
+                out.released.push((oldest.iface, oldest.frame));
+            }
+        }
+        // The worker reported the insert before it handed the packet over: take that event
+        // first, so the state is queued once (as an INS asking for an ack).
+        self.drain_events(now);
+        self.defer_counters.held += 1;
+        self.held.push_back(Held {
+            id,
+            iface,
+            frame,
+            deadline: now + DEFER_TIMEOUT,
+        });
+        self.engine.state_deferred(key, id, now);
+        let actions = self.engine.poll(now, &*self.shared.states);
+        self.carry_out(actions, now, res, out);
+    }
+
+    /// The workers' state events, up to [`EVENTS_PER_LOOP`].
+    fn drain_events(&mut self, now: Duration) {
         let mut budget = EVENTS_PER_LOOP;
         for q in &self.queues {
             while budget > 0 {
@@ -177,12 +244,33 @@ impl SyncPlane {
                 budget -= 1;
             }
         }
+    }
+
+    /// Held packets whose time is up go without their ack.
+    fn release_expired(&mut self, now: Duration, out: &mut SyncOutput) {
+        while self.held.front().is_some_and(|h| h.deadline <= now) {
+            if let Some(h) = self.held.pop_front() {
+                self.defer_counters.timed_out += 1;
+                out.released.push((h.iface, h.frame));
+            }
+        }
+    }
+
+    /// The workers' events, expirations found by the sweep, and the engine's timers.
+    pub fn tick(
+        &mut self,
+        now: Duration,
+        expired: &[(u64, u32)],
+        res: &mut NeighborResolver,
+        out: &mut SyncOutput,
+    ) {
+        self.drain_events(now);
         for &(id, creator) in expired {
-            self.engine
-                .state_deleted(crate::pfsync::StateId::new(id, creator), now);
+            self.engine.state_deleted(StateId::new(id, creator), now);
         }
         let actions = self.engine.poll(now, &*self.shared.states);
         self.carry_out(actions, now, res, out);
+        self.release_expired(now, out);
     }
 
     /// Whether a bulk is being sent (the control loop should not nap meanwhile).
@@ -249,7 +337,11 @@ impl SyncPlane {
     }
 
     pub fn next_timeout(&self) -> Option<Duration> {
-        self.engine.next_timeout()
+        let held = self.held.front().map(|h| h.deadline);
+        match (self.engine.next_timeout(), held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn carry_out(
@@ -299,6 +391,14 @@ impl SyncPlane {
                         self.ident,
                     ));
                 }
+                Action::Release(id) => {
+                    if let Some(i) = self.held.iter().position(|h| h.id == id) {
+                        if let Some(h) = self.held.remove(i) {
+                            self.defer_counters.acked += 1;
+                            out.released.push((h.iface, h.frame));
+                        }
+                    }
+                }
                 Action::Bulk(event) => {
                     match event {
                         BulkEvent::Started => self.bulk_started = Some(now),
@@ -340,6 +440,13 @@ impl SyncPlane {
             "bulk_rate": self.bulk_rate,
             "mtu": pc.mtu,
             "defer": self.defer,
+            "deferred": {
+                "held_now": self.held.len(),
+                "held": self.defer_counters.held,
+                "acked": self.defer_counters.acked,
+                "timed_out": self.defer_counters.timed_out,
+                "overflow": self.defer_counters.overflow,
+            },
             "bulk": {
                 "status": bulk.phase.to_string(),
                 "in_progress": matches!(bulk.phase, BulkPhase::WaitingForLink | BulkPhase::Requested | BulkPhase::Receiving),

@@ -50,6 +50,15 @@ pub enum ToControl<B> {
     },
     /// A next hop whose MAC is unknown: resolve it (ARP request / neighbour solicitation).
     Resolve { iface: u16, ip: IpAddr },
+    /// The first packet of a new state, ready to leave on `iface`, held until pfsync's peer
+    /// acknowledges the state (`[pfsync] defer`).
+    Deferred {
+        iface: u16,
+        buf: B,
+        key: StateKey,
+        id: u64,
+        creator: u32,
+    },
 }
 
 /// A change a worker made to the state table, for pfsync (sent only when pfsync is on).
@@ -217,6 +226,10 @@ pub struct Worker<P: Port> {
     injected: Option<Arc<InjectionQueue<P::Buf>>>,
     /// pfsync's state events, when pfsync runs.
     sync: Option<Arc<SyncQueue>>,
+    /// `[pfsync] defer`: hand the first packet of each new state to the control core.
+    defer: bool,
+    /// The state the packet being processed created, when it is to be held.
+    deferred: Option<(StateKey, u64, u32)>,
 }
 
 impl<P: Port> Worker<P> {
@@ -265,6 +278,8 @@ impl<P: Port> Worker<P> {
             local,
             injected: None,
             sync: None,
+            defer: false,
+            deferred: None,
         }
     }
 
@@ -283,6 +298,12 @@ impl<P: Port> Worker<P> {
     /// through `queue`. A full queue loses the event (counted), never the packet.
     pub fn set_sync_queue(&mut self, queue: Arc<SyncQueue>) {
         self.sync = Some(queue);
+    }
+
+    /// `[pfsync] defer`: the packet that creates a state goes to the control core, which
+    /// transmits it once the peer has the state (or after 20 ms). Needs a sync queue.
+    pub fn set_defer(&mut self, defer: bool) {
+        self.defer = defer && self.sync.is_some();
     }
 
     #[inline]
@@ -372,12 +393,30 @@ impl<P: Port> Worker<P> {
         }
         // Stage 2: decide and act on each frame.
         for (i, mut buf) in rx.drain(..).enumerate() {
+            self.deferred = None;
             let outcome = match self.prepared[i] {
                 Ok(p) => self.process(port, &mut buf, &p, now_ms),
                 Err(reason) => Outcome::Drop(reason),
             };
             match outcome {
-                Outcome::Transmit(out) => self.tx[out as usize].push(buf),
+                Outcome::Transmit(out) => match self.deferred.take() {
+                    None => self.tx[out as usize].push(buf),
+                    Some((key, id, creator)) => {
+                        let held = ToControl::Deferred {
+                            iface: out,
+                            buf,
+                            key,
+                            id,
+                            creator,
+                        };
+                        match self.control.push(held) {
+                            Ok(()) => self.stats.to_control.inc(),
+                            // No room to hold it: it leaves now, as without defer.
+                            Err(ToControl::Deferred { buf, .. }) => self.tx[out as usize].push(buf),
+                            Err(_) => {}
+                        }
+                    }
+                },
                 Outcome::Drop(reason) => self.stats.count_drop(reason),
                 Outcome::Consumed => {}
                 Outcome::ToControl => {
@@ -856,6 +895,9 @@ impl<P: Port> Worker<P> {
                                 id: st.id,
                                 creator: st.creator,
                             });
+                            if self.defer {
+                                self.deferred = Some((st.key, st.id, st.creator));
+                            }
                         }
                         if let Some(r) = v.rule.and_then(|r| self.stats.rules.get(r as usize)) {
                             r.states.inc();
