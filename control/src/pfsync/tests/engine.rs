@@ -8,7 +8,7 @@ use rampart_dataplane::state::tcp::{tcps, Peer};
 use rampart_dataplane::state::{State, Timeout};
 
 use super::{ms, synced_view, tcp_state, udp_state, Node, Pair, ADDR_A, ADDR_B, T0};
-use crate::pfsync::wire::{self, action, parse, Bus, Clr, IfName, Message, StateMsg};
+use crate::pfsync::wire::{self, action, parse, state_flags, Bus, Clr, IfName, Message, StateMsg};
 use crate::pfsync::{Action, BulkEvent, BulkPhase, Datagram, StateChange, StateId, BULK_MAX_TRIES};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -893,4 +893,45 @@ fn updates_for_a_deleted_state_are_not_sent() {
     }
     assert!(a.poll(T0 + 3 * SEC).is_empty());
     assert_eq!(a.engine.counters().vanished, 1);
+}
+
+#[test]
+fn a_deferred_insert_asks_for_an_ack_at_once_and_the_ack_releases_it() {
+    let mut pair = Pair::new();
+    let state = tcp_state(7, T0);
+    let hash = pair.a.table.hash(&state.key);
+    let stored = {
+        let mut shard = pair.a.table.lock(hash);
+        let idx = shard.insert(hash, state).unwrap();
+        shard.get(idx).clone()
+    };
+    let id = StateId::new(stored.id, stored.creator);
+    pair.a.engine.state_deferred(stored.key, id, T0);
+    // At once, not after the 1 s flush: an INS with PFSTATE_ACK.
+    let sent = pair.a.poll(T0);
+    assert_eq!(sent.len(), 1);
+    let ins: Vec<_> = messages(&sent)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Ins(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ins.len(), 1);
+    assert_ne!(ins[0].state_flags & state_flags::ACK, 0, "PFSTATE_ACK set");
+    assert_eq!(pair.a.engine.counters().deferred, 1);
+    // fw-b installs it and acks; the ack releases the packet on fw-a.
+    let acks = pair.b.receive(ADDR_A, &sent[0], T0);
+    assert_eq!(messages(&acks), vec![Message::InsAck(id)]);
+    pair.a.receive(ADDR_B, &acks[0], T0);
+    assert_eq!(pair.a.released, vec![id]);
+    // An ordinary insert asks for nothing.
+    let other = pair.a.create(tcp_state(8, T0), T0);
+    let sent = pair.a.poll(T0 + SEC);
+    for m in messages(&sent) {
+        if let Message::Ins(s) = m {
+            assert_eq!(s.id, other.id);
+            assert_eq!(s.state_flags & state_flags::ACK, 0);
+        }
+    }
 }

@@ -162,6 +162,8 @@ pub(super) struct Node {
     pub table: StateTable,
     pub bulk_events: Vec<BulkEvent>,
     pub apply_errors: usize,
+    /// States whose held packet the engine released (INS_ACK received).
+    pub released: Vec<StateId>,
 }
 
 impl Node {
@@ -174,6 +176,7 @@ impl Node {
             table: table(host_id, 100_000),
             bulk_events: Vec::new(),
             apply_errors: 0,
+            released: Vec::new(),
         }
     }
 
@@ -234,6 +237,7 @@ impl Node {
                     }
                 }
                 Action::Bulk(event) => self.bulk_events.push(event),
+                Action::Release(id) => self.released.push(id),
             }
         }
         sends
