@@ -561,3 +561,26 @@ fn advbase_zero_needs_a_skew() {
     let e = errors_after_base("\n[[carp]]\nvhid = 1\ninterface = \"lan\"\naddresses = [\"192.0.2.9\"]\npassphrase = \"x\"\nadvbase = 0\nadvskew = 20\n");
     assert!(e.is_empty(), "{e:?}");
 }
+
+#[test]
+fn pfsync_needs_an_ipv4_source_and_a_sane_bulk_rate() {
+    let e = errors_after_base(
+        r#"
+[[interface]]
+name = "sync"
+device = "net_null2"
+addresses = ["2001:db8::1/64"]
+
+[pfsync]
+interface = "sync"
+bulk_rate = 200000000
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "8:13: pfsync interface `sync` has no IPv4 address: pfsync is sent from one",
+            "9:13: bulk_rate must be between 0 and 100000000, not 200000000",
+        ]
+    );
+}

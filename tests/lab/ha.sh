@@ -924,7 +924,7 @@ ha_survive() {
     pid=$(ha_alive "$HA_DIR/pids/fw-a") || ha_die "fw-a does not run"
     rm -f "$HA_DIR/conns.ready" "$HA_DIR/iperf.json"
     ha_spawn echosrv server python3 "$HA_SRC/conns.py" server --port 7000 --seconds $((secs + 60))
-    ha_spawn iperfsrv server iperf3 -s -1 -p 5201
+    ha_spawn iperfsrv server iperf3 -s -1 -p 5201 -i 0.1 --json
     ha_listening server 7000
     ha_listening server 5201
     # The connections first (all open before the clock starts), then the stream.
@@ -938,7 +938,7 @@ ha_survive() {
     [[ -s $HA_DIR/conns.ready ]] || ha_die "the client did not open $n connections in 30 s"
     # A moderate rate: both nodes, the hosts and this stream share two vCPUs.
     ha_spawn iperf client iperf3 -c "$SERVER4" -p 5201 -t $((secs - 2)) -b 50M -i 0.1 --json \
-        --logfile "$HA_DIR/iperf.json"
+        --get-server-output --logfile "$HA_DIR/iperf.json"
     # Let the states reach fw-b (an insert is sent within 1 s), then kill the MASTER.
     sleep 3
     local states_a states_b t0 took
@@ -961,10 +961,11 @@ ha_survive() {
     local c
     c=$(tail -n 1 "$HA_DIR/conns.log")
     jq -e . >/dev/null 2>&1 <<<"$c" || ha_die "the connection client printed no result: $(cat "$HA_DIR/conns.log")"
-    # The stream: its longest run of 100 ms intervals without a byte, and whether it ended
-    # without an error (iperf3 reports a reset or a timeout as "error").
+    # The stream: its longest run of 100 ms intervals in which the server received nothing
+    # (the client's own intervals count bytes written into its socket buffer, which go on
+    # during an outage), and whether it ended without an error (a reset or a timeout).
     local stall iperf_ok
-    stall=$(jq -r '[.intervals[]?.sum | {b: .bytes, s: .seconds}] |
+    stall=$(jq -r '[(.server_output_json.intervals // .intervals)[]?.sum | {b: .bytes, s: .seconds}] |
         reduce .[] as $i ({cur: 0, max: 0}; if $i.b == 0 then .cur += $i.s | .max = ([.max, .cur] | max) else .cur = 0 end) |
         .max * 1000 | floor' "$HA_DIR/iperf.json" 2>/dev/null || echo nan)
     if jq -e '.error == null and (.end.sum_received.bytes // 0) > 0' "$HA_DIR/iperf.json" >/dev/null 2>&1; then
