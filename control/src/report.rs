@@ -130,7 +130,13 @@ fn state_json(cx: &ReportContext, s: &State) -> Value {
         "creator": format!("{:08x}", s.creator),
         // Learned from the pfsync peer (pfctl shows the creator id; this says it plainly).
         "synced": s.creator != cx.states.creator(),
-        "iface": cx.config.interfaces.get(s.iface as usize).map(|i| i.name.as_str()),
+        // A state learned from the peer is floating ("all", as pfctl shows it): where the
+        // peer created it says nothing about this node's interfaces.
+        "iface": if s.creator != cx.states.creator() {
+            Some("all")
+        } else {
+            cx.config.interfaces.get(s.iface as usize).map(|i| i.name.as_str())
+        },
         "proto": rampart_conf::proto::name(proto).map(str::to_string).unwrap_or_else(|| proto.to_string()),
         "direction": if s.flags & STATE_OUTBOUND != 0 { "out" } else { "in" },
         "src": endpoint(src, sport, ports),
