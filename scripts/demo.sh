@@ -9,8 +9,10 @@
 #      connection, `rampart ctl info` and `rampart ctl rules`, SIGINT and the final counters,
 #      and the teardown (always, even when a step fails).
 #   3. high availability (tests/lab/ha.sh): two rampart nodes share the client's gateway by
-#      CARP; traffic through the MASTER, the MASTER killed (SIGKILL), the backup taking over
-#      with the failover time printed, the first node returning and preempting, teardown.
+#      CARP and their state tables by pfsync; traffic through the MASTER, the MASTER killed
+#      (SIGKILL), the backup taking over with the failover time printed, the first node
+#      returning (bulk update, then preempting); then 200 TCP connections and an iperf3 stream
+#      opened through the MASTER survive its SIGKILL; teardown.
 #
 # Exits non-zero as soon as a step that should work does not.
 set -euo pipefail
@@ -83,8 +85,14 @@ step ha ctl fw-b carp
 # The client pings the VIP every 10 ms while fw-a is killed; the failover time is printed.
 step ha failover kill
 step ha ctl fw-b carp
-# fw-a comes back and, with preempt and the lower advskew, takes the gateway back.
+# fw-a comes back, gets fw-b's states by bulk update and, with preempt and the lower advskew,
+# takes the gateway back.
 step ha failback
+step ha ctl fw-a pfsync
+# Connections opened through fw-a go on through fw-b when fw-a is killed: fw-b has their states.
+step ha converge 20
+step ha survive 200 10
+step ha ctl fw-b pfsync
 step ha down
 trap 'rm -rf "$broken"' EXIT
 
