@@ -18,6 +18,7 @@
 //! packets pass both points by state. One record means one lookup, one TCP tracker and one
 //! pfsync identity per connection.
 
+mod arena;
 pub mod key;
 pub mod table;
 pub mod tcp;

@@ -22,15 +22,19 @@
 //!
 //! A full table refuses new states (pf's "memory" drop) and never evicts live ones.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam::utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
 
+use super::arena::{Arena, Slab, Slots};
 use super::{State, StateKey, Timeout, TimeoutTable};
 
 /// An empty index slot (the index is allocated zeroed).
 const EMPTY: u64 = 0;
+
+/// Index slots a state prefetch looks at, from the home slot on.
+const PREFETCH_PROBES: usize = 4;
 /// Each shard's index is sized so that its share of the limit fills at most this fraction
 /// (numerator / denominator) of its slots; a shard fuller than its index allows refuses new
 /// states (counted as "memory"), which a random hash makes practically impossible.
@@ -90,11 +94,11 @@ pub struct StateTableStats {
 struct Shard {
     /// The index: `(tag << 32) | (slab index + 1)`, 0 when empty. Written only under the
     /// lock; read without it only by prefetching.
-    slots: Box<[AtomicU64]>,
+    slots: Slots,
     mask: usize,
-    /// Most states this shard may hold (its index's load limit).
+    /// Most states this shard may hold (its index's load limit, and its slab's size).
     max_states: usize,
-    states: Vec<State>,
+    states: Slab,
     /// Whether each slab entry holds a live state.
     live: Vec<bool>,
     free: Vec<u32>,
@@ -106,20 +110,21 @@ struct Shard {
 /// The parts of a shard a prefetch reads without its lock.
 struct ShardSlot {
     lock: Mutex<Shard>,
-    /// The index never moves; the slab may (when it grows), so prefetches of states read
-    /// its current base here (a prefetch of a stale address is harmless).
+    /// Neither the index nor the slab ever moves (both are windows of the table's arenas).
     slots_ptr: *const AtomicU64,
     slots_mask: usize,
-    states_ptr: AtomicPtr<State>,
+    states_ptr: *const State,
 }
 
-// SAFETY: `slots_ptr` points into the shard's boxed index, which lives (unmoved) as long as
-// the `ShardSlot`; it is only ever read through atomics.
+// SAFETY: `slots_ptr` and `states_ptr` point into the table's arenas, which live (unmoved)
+// as long as the table; the index is only ever read through atomics, and a state only by
+// prefetch hints without the lock.
 unsafe impl Send for ShardSlot {}
 unsafe impl Sync for ShardSlot {}
 
 /// The lock-sharded state table. Shared by all workers (`Arc<StateTable>`) and the control core.
 pub struct StateTable {
+    /// Dropped before the arenas their windows point into.
     shards: Box<[CachePadded<ShardSlot>]>,
     shard_mask: u64,
     hasher: ahash::RandomState,
@@ -129,6 +134,9 @@ pub struct StateTable {
     limit: usize,
     creator: u32,
     timeouts: TimeoutTable,
+    /// Every shard's slab, and every shard's index (see `arena`).
+    _slabs: Arena,
+    _index: Arena,
 }
 
 /// Asks the CPU to bring a line into cache: a hint that never faults, whatever the address.
@@ -149,50 +157,16 @@ fn tag_of(hash: u64) -> u32 {
     (hash >> 32) as u32
 }
 
-/// Asks the kernel to back a large allocation with transparent huge pages: a state table of
-/// millions of entries is read at random, and 4 KiB pages would make nearly every lookup a
-/// TLB miss as well as a cache miss. Called once per allocation, never per packet.
-fn advise_huge_pages(ptr: *const u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    #[cfg(target_os = "linux")]
-    {
-        let start = (ptr as usize).next_multiple_of(HUGE);
-        let end = (ptr as usize + len) & !(HUGE - 1);
-        if end > start {
-            // SAFETY: the range lies inside an allocation we own; madvise only changes how
-            // the kernel backs it. Failure (THP disabled) is harmless and ignored.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (ptr, len, HUGE);
-}
-
-/// A zeroed index of `len` slots, allocated lazily by the OS.
-fn zeroed_index(len: usize) -> Box<[AtomicU64]> {
-    let zeroed: Box<[u64]> = vec![0u64; len].into_boxed_slice();
-    advise_huge_pages(zeroed.as_ptr() as *const u8, len * 8);
-    // SAFETY: AtomicU64 has the same size, alignment and bit validity as u64.
-    unsafe { Box::from_raw(Box::into_raw(zeroed) as *mut [AtomicU64]) }
-}
-
 impl Shard {
-    fn new(max_states: usize) -> Shard {
-        let slots = (max_states * MAX_LOAD_DEN / MAX_LOAD_NUM + 1)
-            .next_power_of_two()
-            .max(16);
-        let states: Vec<State> = Vec::with_capacity(max_states.min(1 << 20));
-        advise_huge_pages(
-            states.as_ptr() as *const u8,
-            states.capacity() * std::mem::size_of::<State>(),
-        );
+    /// A shard over its windows of the index (`slots.len()` a power of two) and the slab
+    /// (`states`' capacity: the most states it holds).
+    fn new(slots: Slots, states: Slab) -> Shard {
+        let len = slots.as_slice().len();
+        debug_assert!(len.is_power_of_two());
         Shard {
-            slots: zeroed_index(slots),
-            mask: slots - 1,
-            max_states: slots * MAX_LOAD_NUM / MAX_LOAD_DEN,
-            // Reserved, not touched: the OS commits pages as states arrive.
+            mask: len - 1,
+            max_states: states.capacity().min(len * MAX_LOAD_NUM / MAX_LOAD_DEN),
+            slots,
             states,
             live: Vec::new(),
             free: Vec::new(),
@@ -209,12 +183,12 @@ impl Shard {
 
     #[inline]
     fn slot(&self, i: usize) -> u64 {
-        self.slots[i].load(Ordering::Relaxed)
+        self.slots.as_slice()[i].load(Ordering::Relaxed)
     }
 
     #[inline]
     fn set_slot(&self, i: usize, v: u64) {
-        self.slots[i].store(v, Ordering::Relaxed);
+        self.slots.as_slice()[i].store(v, Ordering::Relaxed);
     }
 
     #[inline]
@@ -255,9 +229,9 @@ impl Shard {
                 idx
             }
             None => {
-                self.states.push(state);
+                let idx = self.states.push(state)?;
                 self.live.push(true);
-                (self.states.len() - 1) as u32
+                idx as u32
             }
         };
         self.place(tag_of(hash), idx);
@@ -314,20 +288,28 @@ impl Shard {
 impl StateTable {
     pub fn new(config: StateTableConfig) -> StateTable {
         let shards = config.shards.max(1).next_power_of_two();
-        // Each shard's share of the limit, with room for the imbalance of a random hash.
+        // Each shard's share of the limit, with room for the imbalance of a random hash,
+        // and an index that stays under its load limit with that many.
         let share = config.limit.div_ceil(shards);
         let per_shard = share + share / 4 + 64;
+        let slots = (per_shard * MAX_LOAD_DEN / MAX_LOAD_NUM + 1)
+            .next_power_of_two()
+            .max(16);
+        let slab_bytes = per_shard * std::mem::size_of::<State>();
+        let index_bytes = slots * std::mem::size_of::<AtomicU64>();
+        let slabs = Arena::new(shards * slab_bytes);
+        let index = Arena::new(shards * index_bytes);
         let shards: Box<[CachePadded<ShardSlot>]> = (0..shards)
-            .map(|_| {
-                let mut shard = Shard::new(per_shard);
-                let slots_ptr = shard.slots.as_ptr();
-                let slots_mask = shard.mask;
-                let states_ptr = AtomicPtr::new(shard.states.as_mut_ptr());
+            .map(|i| {
+                let shard = Shard::new(
+                    Slots::new(&index, i * index_bytes, slots),
+                    Slab::new(&slabs, i * slab_bytes, per_shard),
+                );
                 CachePadded::new(ShardSlot {
+                    slots_ptr: shard.slots.as_slice().as_ptr(),
+                    slots_mask: shard.mask,
+                    states_ptr: shard.states.as_ptr(),
                     lock: Mutex::new(shard),
-                    slots_ptr,
-                    slots_mask,
-                    states_ptr,
                 })
             })
             .collect();
@@ -341,6 +323,8 @@ impl StateTable {
             limit: config.limit,
             creator: config.creator,
             timeouts: config.timeouts,
+            _slabs: slabs,
+            _index: index,
         }
     }
 
@@ -371,14 +355,24 @@ impl StateTable {
     #[inline]
     pub fn prefetch_state(&self, hash: u64) {
         let s = self.shard_slot(hash);
-        let home = tag_of(hash) as usize & s.slots_mask;
-        // SAFETY: `home` is within the index (masked), which never moves or shrinks.
-        let slot = unsafe { (*s.slots_ptr.add(home)).load(Ordering::Relaxed) };
-        if slot != EMPTY && (slot >> 32) as u32 == tag_of(hash) {
-            let idx = (slot as u32).wrapping_sub(1) as usize;
-            let state = s.states_ptr.load(Ordering::Relaxed).wrapping_add(idx) as *const u8;
-            prefetch(state);
-            prefetch(state.wrapping_add(64));
+        let tag = tag_of(hash);
+        let home = tag as usize & s.slots_mask;
+        // Linear probing leaves a third of the keys past their home slot at the loads a
+        // table runs at: look a few slots on (mostly in the same line) for the tag.
+        for probe in 0..PREFETCH_PROBES {
+            let i = (home + probe) & s.slots_mask;
+            // SAFETY: `i` is within the index (masked), which never moves or shrinks.
+            let slot = unsafe { (*s.slots_ptr.add(i)).load(Ordering::Relaxed) };
+            if slot == EMPTY {
+                return;
+            }
+            if (slot >> 32) as u32 == tag {
+                let idx = (slot as u32).wrapping_sub(1) as usize;
+                let state = s.states_ptr.wrapping_add(idx) as *const u8;
+                prefetch(state);
+                prefetch(state.wrapping_add(64));
+                return;
+            }
         }
     }
 
@@ -386,10 +380,8 @@ impl StateTable {
     /// packet, so checking for a state and creating it are one atomic step.
     #[inline]
     pub fn lock(&self, hash: u64) -> ShardGuard<'_> {
-        let slot = self.shard_slot(hash);
         ShardGuard {
-            guard: slot.lock.lock(),
-            slot,
+            guard: self.shard_slot(hash).lock.lock(),
             table: self,
         }
     }
@@ -444,7 +436,7 @@ impl StateTable {
                 let g = s.lock.lock();
                 // The index is counted whole (it is touched all over as states arrive);
                 // the slab by what is in use.
-                g.slots.len() * 8
+                g.slots.as_slice().len() * 8
                     + g.states.len() * std::mem::size_of::<State>()
                     + g.live.len()
                     + g.free.len() * 4
@@ -457,7 +449,7 @@ impl StateTable {
     pub fn for_each(&self, mut f: impl FnMut(&State)) {
         for shard in self.shards.iter() {
             let g = shard.lock.lock();
-            for (s, live) in g.states.iter().zip(&g.live) {
+            for (s, live) in g.states.as_slice().iter().zip(&g.live) {
                 if *live {
                     f(s);
                 }
@@ -543,7 +535,7 @@ impl StateTable {
             let mut g = slot.lock.lock();
             let c = g.count;
             g.removals += c as u64;
-            for slot in g.slots.iter() {
+            for slot in g.slots.as_slice().iter() {
                 slot.store(EMPTY, Ordering::Relaxed);
             }
             g.states.clear();
@@ -578,7 +570,6 @@ pub struct SweepCursor {
 /// A locked shard: find, create, update and remove states while filtering one packet.
 pub struct ShardGuard<'a> {
     guard: MutexGuard<'a, Shard>,
-    slot: &'a ShardSlot,
     table: &'a StateTable,
 }
 
@@ -620,17 +611,10 @@ impl ShardGuard<'_> {
             state.id = t.next_id();
             state.creator = t.creator;
         }
-        let capacity = self.guard.states.capacity();
         let Some(idx) = self.guard.insert(hash, state) else {
             t.refused.fetch_add(1, Ordering::Relaxed);
             return Err(InsertError::Full);
         };
-        if self.guard.states.capacity() != capacity {
-            // The slab moved: keep state prefetches pointed at it.
-            self.slot
-                .states_ptr
-                .store(self.guard.states.as_mut_ptr(), Ordering::Relaxed);
-        }
         t.count.fetch_add(1, Ordering::Relaxed);
         Ok(idx)
     }
