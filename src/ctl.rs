@@ -278,9 +278,14 @@ fn print_pfsync(v: &Value) {
         n(&v["mtu"]),
     );
     println!(
-        "        source {} creatorid {}",
+        "        source {} creatorid {}{}",
         text("source"),
-        text("creator")
+        text("creator"),
+        if v["authenticated"] == true {
+            ", authenticated (HMAC-SHA1 trailer)"
+        } else {
+            ""
+        }
     );
     let b = &v["bulk"];
     let sending = b["sending"]

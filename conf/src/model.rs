@@ -241,6 +241,9 @@ pub struct Pfsync {
     pub maxupd: u8,
     /// The most states per second a bulk update sends (0: as fast as the link takes them).
     pub bulk_rate: u32,
+    /// rampart's authenticated mode: an HMAC-SHA1 trailer keyed by this secret on every
+    /// pfsync packet, and packets without a valid one refused (not understood by OpenBSD).
+    pub key: Option<Vec<u8>>,
     pub origin: Origin,
 }
 

@@ -88,6 +88,7 @@ pub struct Pfsync {
     pub defer: bool,
     pub maxupd: Option<Spanned<u32>>,
     pub bulk_rate: Option<Spanned<u32>>,
+    pub key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

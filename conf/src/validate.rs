@@ -865,6 +865,17 @@ impl Validator<'_> {
                 );
             }
         }
+        let key = p.key.as_ref().and_then(|k| {
+            if k.get_ref().is_empty() {
+                self.err(
+                    file,
+                    k.span(),
+                    "key must not be empty (leave it out for plain pfsync)".to_string(),
+                );
+                return None;
+            }
+            Some(k.get_ref().as_bytes().to_vec())
+        });
         if self.cx.diags.len() != errors_before {
             return None;
         }
@@ -874,6 +885,7 @@ impl Validator<'_> {
             defer: p.defer,
             maxupd,
             bulk_rate,
+            key,
             origin: o,
         })
     }

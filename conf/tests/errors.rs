@@ -584,3 +584,12 @@ bulk_rate = 200000000
         ]
     );
 }
+
+#[test]
+fn an_empty_pfsync_key_is_refused() {
+    let e = errors_after_base("\n[pfsync]\ninterface = \"lan\"\nkey = \"\"\n");
+    assert_eq!(
+        e,
+        ["4:7: key must not be empty (leave it out for plain pfsync)"]
+    );
+}

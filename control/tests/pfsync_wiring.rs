@@ -485,3 +485,26 @@ fn defer_releases_after_20_ms_without_an_ack() {
     assert_eq!(status["deferred"]["timed_out"], 1, "{status}");
     assert_eq!(status["deferred"]["acked"], 0, "{status}");
 }
+
+#[test]
+fn a_keyed_pair_syncs_and_refuses_a_sender_without_the_key() {
+    let keyed = r#"key = "correct horse battery staple""#;
+    let mut a = Node::new('a', 0x0a, keyed);
+    let mut b = Node::new('b', 0x0b, keyed);
+    let mut plain = Node::new('a', 0x0c, "");
+    let t = Duration::from_secs(10);
+    handshake(&mut a, 40020, t);
+    handshake(&mut plain, 40021, t);
+    let from_a = sync_frames(&a.step(t + Duration::from_millis(1001)));
+    let from_plain = sync_frames(&plain.step(t + Duration::from_millis(1001)));
+    assert_eq!((from_a.len(), from_plain.len()), (1, 1));
+    assert!(from_a[0].1.len() >= from_plain[0].1.len() + 20, "the trailer");
+    b.receive_sync(&from_a);
+    b.receive_sync(&from_plain);
+    b.step(t + Duration::from_millis(1002));
+    assert!(b.state(40020).is_some(), "the keyed peer's state was taken");
+    assert!(b.state(40021).is_none(), "the unkeyed sender's state was refused");
+    let status = b.pfsync(t);
+    assert_eq!(status["authenticated"], true, "{status}");
+    assert_eq!(status["errors"]["bad_auth"], 1, "{status}");
+}

@@ -120,6 +120,41 @@ pub struct PfsyncConfig {
     pub bulk_progress_timeout: Duration,
     /// Identity-index entries checked against the table every [`INDEX_GC_INTERVAL`].
     pub index_gc_budget: usize,
+    /// `[pfsync] key`: every packet carries an HMAC-SHA1 trailer ([`AUTH_TRAILER_LEN`]
+    /// bytes after the pfsync message, outside its `len`) and packets without a valid one
+    /// are dropped. `None`: plain pfsync v6.
+    pub auth_key: Option<Arc<[u8]>>,
+}
+
+/// The authenticated mode's trailer: HMAC-SHA1 of the pfsync message (header and sections,
+/// the header's `len` bytes) with `[pfsync] key`.
+pub const AUTH_TRAILER_LEN: usize = 20;
+
+type HmacSha1 = hmac::Hmac<sha1::Sha1>;
+
+fn auth_mac(key: &[u8]) -> HmacSha1 {
+    <HmacSha1 as hmac::Mac>::new_from_slice(key).expect("HMAC takes keys of any length")
+}
+
+/// The trailer for `message` under `key`.
+fn auth_tag(key: &[u8], message: &[u8]) -> [u8; AUTH_TRAILER_LEN] {
+    use hmac::Mac;
+    let mut mac = auth_mac(key);
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// The pfsync message of an authenticated packet, if its trailer is right (compared in
+/// constant time). The message is the header's `len` bytes; the trailer follows it.
+fn authenticated<'a>(key: &[u8], payload: &'a [u8]) -> Option<&'a [u8]> {
+    use hmac::Mac;
+    let len = usize::from(u16::from_be_bytes([*payload.get(2)?, *payload.get(3)?]));
+    let message = payload.get(..len)?;
+    let tag = payload.get(len..len + AUTH_TRAILER_LEN)?;
+    let mut mac = auth_mac(key);
+    mac.update(message);
+    mac.verify_slice(tag).ok()?;
+    Some(message)
 }
 
 impl PfsyncConfig {
@@ -154,6 +189,7 @@ impl PfsyncConfig {
             own_addresses,
             bulk_progress_timeout: DEFAULT_BULK_PROGRESS_TIMEOUT,
             index_gc_budget: DEFAULT_INDEX_GC_BUDGET,
+            auth_key: pfsync.key.as_deref().map(Arc::from),
         })
     }
 
@@ -170,6 +206,7 @@ impl PfsyncConfig {
             own_addresses: Vec::new(),
             bulk_progress_timeout: DEFAULT_BULK_PROGRESS_TIMEOUT,
             index_gc_budget: DEFAULT_INDEX_GC_BUDGET,
+            auth_key: None,
         }
     }
 }
@@ -408,6 +445,8 @@ impl ActionCounts {
 pub struct PfsyncCounters {
     /// Frames handed to the engine (`ipackets`).
     pub packets_received: u64,
+    /// With `[pfsync] key`: packets without a valid HMAC trailer, dropped.
+    pub bad_auth: u64,
     /// Frames the engine produced (`opackets`), and their bytes.
     pub packets_sent: u64,
     pub bytes_sent: u64,
@@ -565,6 +604,10 @@ pub struct PfsyncEngine {
 impl PfsyncEngine {
     pub fn new(mut config: PfsyncConfig) -> PfsyncEngine {
         config.mtu = config.mtu.clamp(MIN_MTU, u16::MAX as usize);
+        if config.auth_key.is_some() {
+            // The trailer rides after the message, inside the same IP packet.
+            config.mtu = config.mtu.max(MIN_MTU + AUTH_TRAILER_LEN) - AUTH_TRAILER_LEN;
+        }
         let dst = config.peer.unwrap_or(view::GROUP_V4);
         PfsyncEngine {
             config,
@@ -825,6 +868,16 @@ impl PfsyncEngine {
             self.counters.own_loop += 1;
             return out;
         }
+        let payload = match &self.config.auth_key {
+            None => payload,
+            Some(key) => match authenticated(key, payload) {
+                Some(message) => message,
+                None => {
+                    self.counters.bad_auth += 1;
+                    return out;
+                }
+            },
+        };
         let frame = match wire::parse(payload) {
             Ok(frame) => frame,
             Err(FrameError::Short) => {
@@ -1289,7 +1342,11 @@ impl PfsyncEngine {
         self.send(wire::encode(&[message]), out);
     }
 
-    fn send(&mut self, payload: Vec<u8>, out: &mut Vec<Action>) {
+    fn send(&mut self, mut payload: Vec<u8>, out: &mut Vec<Action>) {
+        if let Some(key) = &self.config.auth_key {
+            let tag = auth_tag(key, &payload);
+            payload.extend_from_slice(&tag);
+        }
         self.counters.packets_sent += 1;
         self.counters.bytes_sent += (payload.len() + wire::IP_HEADER_LEN) as u64;
         out.push(Action::Send(Datagram {

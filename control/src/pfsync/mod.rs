@@ -68,6 +68,9 @@
 //!   `PFSTATE_ACK` at once and the INS_ACK comes back as [`Action::Release`]. The held packet
 //!   itself is the caller's (`runtime::pfsync`: at most 128, released after 20 ms
 //!   without an ack, as OpenBSD does).
+//! - **Authenticated mode** ([`PfsyncConfig::auth_key`], `[pfsync] key`): an HMAC-SHA1
+//!   trailer after each message, outside the header's `len`, and packets without a valid one
+//!   dropped (`bad_auth`). Off by default; OpenBSD has no such mode and ignores the trailer.
 //! - **Own frames** (from one of [`PfsyncConfig::own_addresses`]) are ignored: pfsync has no
 //!   loop protection of its own.
 //! - **States rampart cannot represent** — translated (wire ≠ stack key), in an rdomain,
@@ -113,8 +116,8 @@ mod tests;
 pub use convert::{Conversion, ImportError};
 pub use engine::{
     apply_change, Action, ActionCounts, ApplyError, BulkEvent, BulkPhase, BulkStatus, Merge,
-    PfsyncConfig, PfsyncCounters, PfsyncEngine, StateChange, StateStore, BULK_LINK_WAIT,
-    BULK_MAX_TRIES, BULK_REQUEST_RETRY, BULK_SLICE, DEFAULT_BULK_PROGRESS_TIMEOUT,
+    PfsyncConfig, PfsyncCounters, PfsyncEngine, StateChange, StateStore, AUTH_TRAILER_LEN,
+    BULK_LINK_WAIT, BULK_MAX_TRIES, BULK_REQUEST_RETRY, BULK_SLICE, DEFAULT_BULK_PROGRESS_TIMEOUT,
     DEFAULT_INDEX_GC_BUDGET, DEFAULT_MTU, FLUSH_DELAY, INDEX_GC_INTERVAL, MIN_MTU, PEER_RECENT,
 };
 pub use wire::{Datagram, StateId, StateMsg};

@@ -440,6 +440,7 @@ impl SyncPlane {
             "bulk_rate": self.bulk_rate,
             "mtu": pc.mtu,
             "defer": self.defer,
+            "authenticated": pc.auth_key.is_some(),
             "deferred": {
                 "held_now": self.held.len(),
                 "held": self.defer_counters.held,
@@ -470,6 +471,7 @@ impl SyncPlane {
             "events": self.counters.events,
             "applied": self.counters.applied,
             "errors": {
+                "bad_auth": c.bad_auth,
                 "malformed": c.malformed,
                 "bad_interface": c.bad_interface,
                 "bad_ttl": c.bad_ttl,

@@ -1,6 +1,7 @@
 //! The engine on a virtual clock: two nodes over a simulated link.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_conf::MacAddr;
@@ -9,7 +10,9 @@ use rampart_dataplane::state::{State, Timeout};
 
 use super::{ms, synced_view, tcp_state, udp_state, Node, Pair, ADDR_A, ADDR_B, T0};
 use crate::pfsync::wire::{self, action, parse, state_flags, Bus, Clr, IfName, Message, StateMsg};
-use crate::pfsync::{Action, BulkEvent, BulkPhase, Datagram, StateChange, StateId, BULK_MAX_TRIES};
+use crate::pfsync::{
+    Action, BulkEvent, BulkPhase, Datagram, StateChange, StateId, AUTH_TRAILER_LEN, BULK_MAX_TRIES,
+};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -933,5 +936,47 @@ fn a_deferred_insert_asks_for_an_ack_at_once_and_the_ack_releases_it() {
             assert_eq!(s.id, other.id);
             assert_eq!(s.state_flags & state_flags::ACK, 0);
         }
+    }
+}
+
+#[test]
+fn with_a_key_only_authenticated_packets_count() {
+    let key: Arc<[u8]> = Arc::from(&b"a long random secret"[..]);
+    let mut pair = Pair::with(|c| c.auth_key = Some(Arc::clone(&key)));
+    let created = pair.a.create(tcp_state(1, T0), T0);
+    pair.settle(T0 + SEC);
+    assert!(
+        pair.b.get(&created.key).is_some(),
+        "the keyed peer imported the state"
+    );
+    // What went over the wire: the pfsync message, then 20 bytes of HMAC outside its `len`.
+    let sent = pair.a_sent.last().expect("fw-a sent the INS").clone();
+    let len = usize::from(u16::from_be_bytes([sent.payload[2], sent.payload[3]]));
+    assert_eq!(sent.payload.len(), len + AUTH_TRAILER_LEN);
+    assert!(parse(&sent.payload[..len]).is_ok());
+
+    // A peer with another key is refused and counted; nothing is imported.
+    let mut other = Node::new(0xc, ADDR_B, |c| c.auth_key = Some(Arc::from(&b"other"[..])));
+    assert!(other.receive(ADDR_A, &sent, T0 + SEC).is_empty());
+    assert_eq!(other.engine.counters().bad_auth, 1);
+    assert!(other.get(&created.key).is_none());
+    // An unsigned packet is refused by a keyed node.
+    let unsigned = Datagram {
+        dst: sent.dst,
+        payload: sent.payload[..len].to_vec(),
+    };
+    pair.b.receive(ADDR_A, &unsigned, T0 + SEC);
+    assert_eq!(pair.b.engine.counters().bad_auth, 1);
+    // A plain node still reads a keyed packet (OpenBSD trims what follows `len`).
+    let mut plain = Node::new(0xd, ADDR_B, |_| {});
+    plain.receive(ADDR_A, &sent, T0 + SEC);
+    assert!(plain.get(&created.key).is_some());
+    // A flipped bit in the message or in the trailer: refused.
+    for at in [30, sent.payload.len() - 1] {
+        let mut forged = sent.clone();
+        forged.payload[at] ^= 1;
+        let before = pair.b.engine.counters().bad_auth;
+        pair.b.receive(ADDR_A, &forged, T0 + SEC);
+        assert_eq!(pair.b.engine.counters().bad_auth, before + 1, "byte {at}");
     }
 }
