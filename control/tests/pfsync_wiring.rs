@@ -498,12 +498,18 @@ fn a_keyed_pair_syncs_and_refuses_a_sender_without_the_key() {
     let from_a = sync_frames(&a.step(t + Duration::from_millis(1001)));
     let from_plain = sync_frames(&plain.step(t + Duration::from_millis(1001)));
     assert_eq!((from_a.len(), from_plain.len()), (1, 1));
-    assert!(from_a[0].1.len() >= from_plain[0].1.len() + 20, "the trailer");
+    assert!(
+        from_a[0].1.len() >= from_plain[0].1.len() + 20,
+        "the trailer"
+    );
     b.receive_sync(&from_a);
     b.receive_sync(&from_plain);
     b.step(t + Duration::from_millis(1002));
     assert!(b.state(40020).is_some(), "the keyed peer's state was taken");
-    assert!(b.state(40021).is_none(), "the unkeyed sender's state was refused");
+    assert!(
+        b.state(40021).is_none(),
+        "the unkeyed sender's state was refused"
+    );
     let status = b.pfsync(t);
     assert_eq!(status["authenticated"], true, "{status}");
     assert_eq!(status["errors"]["bad_auth"], 1, "{status}");
