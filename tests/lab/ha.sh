@@ -895,21 +895,30 @@ ha_listening() {
     ha_die "nothing listens on $1 port $2"
 }
 
+# ha_conns NAME PORT N SECS INTERVAL TIMEOUT: tests/lab/conns.py's client in the client
+# namespace (named NAME), N connections to the server's PORT probed every INTERVAL s for SECS;
+# returns once all are open (bounded: 30 s).
+ha_conns() {
+    local name=$1 port=$2 n=$3 secs=$4 interval=$5 timeout=$6 i
+    rm -f "$HA_DIR/$name.ready"
+    ha_spawn "$name" client python3 "$HA_SRC/conns.py" client --dst "$SERVER4" --port "$port" \
+        --count "$n" --seconds "$secs" --interval "$interval" --timeout "$timeout" \
+        --ready "$HA_DIR/$name.ready" --json
+    for ((i = 0; i < 600; i++)); do
+        [[ -s $HA_DIR/$name.ready ]] && return 0
+        [[ -e $HA_DIR/$name.rc ]] && ha_die "the $name client exited: $(cat "$HA_DIR/$name.log")"
+        sleep 0.05
+    done
+    ha_die "the client did not open $n connections in 30 s"
+}
+
 # ha_hold N SECS: the client opens N TCP connections to the server through the pair and keeps
 # them open and idle for SECS, in the background (name `hold`); returns once all are open.
 ha_hold() {
-    local n=${1:?hold N SECS} secs=${2:?hold N SECS} i
-    rm -f "$HA_DIR/hold.ready"
+    local n=${1:?hold N SECS} secs=${2:?hold N SECS}
     ha_spawn holdsrv server python3 "$HA_SRC/conns.py" server --port 7001 --seconds $((secs + 30))
     ha_listening server 7001
-    ha_spawn hold client python3 "$HA_SRC/conns.py" client --dst "$SERVER4" --port 7001 \
-        --count "$n" --seconds "$secs" --interval 3600 --timeout 1 --ready "$HA_DIR/hold.ready" --json
-    for ((i = 0; i < 600; i++)); do
-        [[ -s $HA_DIR/hold.ready ]] && break
-        [[ -e $HA_DIR/hold.rc ]] && ha_die "the hold client exited: $(cat "$HA_DIR/hold.log")"
-        sleep 0.05
-    done
-    [[ -s $HA_DIR/hold.ready ]] || ha_die "the client did not open $n connections in 30 s"
+    ha_conns hold 7001 "$n" "$secs" 3600 1
     ha_say "the client holds $(cat "$HA_DIR/hold.ready") connections to $SERVER4:7001 for ${secs}s"
 }
 
@@ -922,20 +931,13 @@ ha_survive() {
     [[ $(ha_state fw-b 1) == BACKUP ]] || ha_die "fw-b is not BACKUP of vhid 1"
     local pid
     pid=$(ha_alive "$HA_DIR/pids/fw-a") || ha_die "fw-a does not run"
-    rm -f "$HA_DIR/conns.ready" "$HA_DIR/iperf.json"
+    rm -f "$HA_DIR/iperf.json"
     ha_spawn echosrv server python3 "$HA_SRC/conns.py" server --port 7000 --seconds $((secs + 60))
     ha_spawn iperfsrv server iperf3 -s -1 -p 5201 -i 0.1 --json
     ha_listening server 7000
     ha_listening server 5201
     # The connections first (all open before the clock starts), then the stream.
-    ha_spawn conns client python3 "$HA_SRC/conns.py" client --dst "$SERVER4" --port 7000 \
-        --count "$n" --seconds "$secs" --interval 0.2 --timeout 10 --ready "$HA_DIR/conns.ready" --json
-    for ((i = 0; i < 600; i++)); do
-        [[ -s $HA_DIR/conns.ready ]] && break
-        [[ -e $HA_DIR/conns.rc ]] && ha_die "the connection client exited: $(cat "$HA_DIR/conns.log")"
-        sleep 0.05
-    done
-    [[ -s $HA_DIR/conns.ready ]] || ha_die "the client did not open $n connections in 30 s"
+    ha_conns conns 7000 "$n" "$secs" 0.2 10
     # A moderate rate: both nodes, the hosts and this stream share two vCPUs.
     ha_spawn iperf client iperf3 -c "$SERVER4" -p 5201 -t $((secs - 2)) -b 50M -i 0.1 --json \
         --get-server-output --logfile "$HA_DIR/iperf.json"

@@ -298,10 +298,7 @@ impl ControlPlane {
             .then(|| self.carp.next_timeout())
             .flatten();
         let sync = self.sync.as_ref().and_then(SyncPlane::next_timeout);
-        match (carp, sync) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        carp.into_iter().chain(sync).min()
     }
 
     /// An interface's link went up or down: CARP demotes the node while a link carrying

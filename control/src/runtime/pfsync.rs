@@ -338,10 +338,7 @@ impl SyncPlane {
 
     pub fn next_timeout(&self) -> Option<Duration> {
         let held = self.held.front().map(|h| h.deadline);
-        match (self.engine.next_timeout(), held) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.engine.next_timeout().into_iter().chain(held).min()
     }
 
     fn carry_out(
