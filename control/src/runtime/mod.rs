@@ -126,18 +126,15 @@ impl ControlPlane {
         };
         out.extend(so.frames.into_iter().map(|f| (iface, pad(f))));
         out.extend(so.released);
-        for event in so.bulk {
-            let took = self
-                .sync
-                .as_ref()
-                .and_then(|s| s.bulk_elapsed(now))
-                .map(|d| format!(" after {:.3} s", d.as_secs_f64()))
-                .unwrap_or_default();
+        for (event, took) in so.bulk {
+            let took = took.as_secs_f64();
             let text = match event {
                 BulkEvent::Started => "pfsync: bulk update started: CARP demoted".to_string(),
-                BulkEvent::Done => format!("pfsync: bulk update done{took}: demotion released"),
+                BulkEvent::Done => {
+                    format!("pfsync: bulk update done after {took:.3} s: demotion released")
+                }
                 BulkEvent::TimedOut => {
-                    format!("pfsync: bulk update timed out{took}: demotion released")
+                    format!("pfsync: bulk update timed out after {took:.3} s: demotion released")
                 }
                 BulkEvent::Cancelled => "pfsync: bulk update cancelled".to_string(),
             };

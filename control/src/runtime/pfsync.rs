@@ -79,8 +79,8 @@ pub struct SyncPlane {
 pub struct SyncOutput {
     /// Frames to transmit on the sync interface.
     pub frames: Vec<Vec<u8>>,
-    /// Bulk-request events, for CARP's demotion.
-    pub bulk: Vec<BulkEvent>,
+    /// Bulk-request events, for CARP's demotion, each with how long the request had run.
+    pub bulk: Vec<(BulkEvent, Duration)>,
     /// Held packets released (acknowledged or timed out): (interface, frame).
     pub released: Vec<(u16, Vec<u8>)>,
 }
@@ -397,19 +397,14 @@ impl SyncPlane {
                     }
                 }
                 Action::Bulk(event) => {
-                    match event {
-                        BulkEvent::Started => self.bulk_started = Some(now),
-                        _ => self.bulk_started = None,
-                    }
-                    out.bulk.push(event);
+                    let started = match event {
+                        BulkEvent::Started => *self.bulk_started.insert(now),
+                        _ => self.bulk_started.take().unwrap_or(now),
+                    };
+                    out.bulk.push((event, now.saturating_sub(started)));
                 }
             }
         }
-    }
-
-    /// How long the bulk request that just ended took.
-    pub fn bulk_elapsed(&self, now: Duration) -> Option<Duration> {
-        self.bulk_started.map(|t| now.saturating_sub(t))
     }
 
     /// `rampart ctl pfsync --json`.
