@@ -353,6 +353,12 @@ pub enum BulkEvent {
     TimedOut,
     /// The request was cancelled ([`PfsyncEngine::cancel_bulk_request`]): undemote.
     Cancelled,
+    /// The peer asked us for a bulk while our own request, sent at least 100 ms earlier, was
+    /// unanswered: the peer is the one starting, and stays demoted itself until it has our
+    /// table, so ours goes now (the request runs on, and its answer is still taken).
+    /// Holding it would let the peer, done first, take the VIPs from us for the moment our
+    /// own answer takes.
+    PeerStarting,
 }
 
 impl BulkEvent {
@@ -966,6 +972,14 @@ impl PfsyncEngine {
                     && self.bulk_request.tries < BULK_MAX_TRIES
                     && sent.is_some_and(|at| now >= at + Duration::from_millis(100))
                 {
+                    // We asked first and nobody answered: the peer was not there, it is
+                    // the one starting (and demoted until it has our table). Our demotion
+                    // goes now; kept until our own answer, it would let the peer, done
+                    // first, take the VIPs from us for that moment.
+                    if self.bulk_request.demoted {
+                        self.bulk_request.demoted = false;
+                        out.push(Action::Bulk(BulkEvent::PeerStarting));
+                    }
                     self.send_bulk_request(now, out);
                 }
             }

@@ -57,6 +57,10 @@
 //!   states take about 1.3 s instead of OpenBSD's 67 minutes.
 //! - **BUS END without BUS START** (the peer's table is empty) completes a bulk request;
 //!   OpenBSD ignores it and retries for 24 s.
+//! - **A peer's bulk request releases our own demotion** when our request has gone
+//!   unanswered for 100 ms or more ([`BulkEvent::PeerStarting`]): the peer is starting and
+//!   demoted itself; OpenBSD keeps both demoted until each has its answer, and the node done
+//!   first takes the VIPs for a moment.
 //! - **Repeated requests are idempotent**: `request_bulk` during a running request does
 //!   nothing, so reconfiguration cannot stack or restart demotions (§5.5).
 //! - **Flushing is deferred to `poll`.** Where OpenBSD writes a packet inside the event that

@@ -137,6 +137,9 @@ impl ControlPlane {
                     format!("pfsync: bulk update timed out after {took:.3} s: demotion released")
                 }
                 BulkEvent::Cancelled => "pfsync: bulk update cancelled".to_string(),
+                BulkEvent::PeerStarting => format!(
+                    "pfsync: the peer is starting too, after {took:.3} s: demotion released (bulk update goes on)"
+                ),
             };
             self.event(now, text);
             if self.carp_enabled {

@@ -738,10 +738,14 @@ fn two_nodes_starting_together_exchange_tables_within_a_round_trip() {
         "fw-a did not ask again: {:?}",
         messages(&a_sent)
     );
+    // fw-a's demotion went when fw-b asked, before fw-b had its table (so fw-b, done first,
+    // never saw a demoted master to take over from); fw-a's own bulk still completed.
     assert_eq!(
         pair.a.bulk_events,
-        vec![BulkEvent::Started, BulkEvent::Done]
+        vec![BulkEvent::Started, BulkEvent::PeerStarting]
     );
+    assert_eq!(pair.a.engine.bulk_status().phase, BulkPhase::Done);
+    assert_eq!(pair.a.engine.counters().bulks_received, 1);
     assert_eq!(
         pair.b.bulk_events,
         vec![BulkEvent::Started, BulkEvent::Done]
@@ -757,7 +761,8 @@ fn two_nodes_starting_together_exchange_tables_within_a_round_trip() {
     assert!(!messages(&a_sent).contains(&Message::UpdReq(StateId::BULK_REQUEST)));
     assert_eq!(
         pair.a.bulk_events,
-        vec![BulkEvent::Started, BulkEvent::Done]
+        vec![BulkEvent::Started, BulkEvent::PeerStarting],
+        "nothing more"
     );
 }
 
