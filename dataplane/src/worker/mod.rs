@@ -33,7 +33,7 @@ use crate::state::{
     State, StateKey, StateTable, Timeout, STATE_INITIATOR_IS_1, STATE_LOG, STATE_OUTBOUND,
 };
 use crate::vip::VipTable;
-use crate::wire::parse::{parse_frame, parse_quoted, Fragment, ParsedFrame, QuotedL4, L3, L4};
+use crate::wire::parse::{parse_frame_into, parse_quoted, Fragment, ParsedFrame, QuotedL4, L3, L4};
 use crate::wire::{arp, checksum, ip_protocol, MacAddr, NdiscPacket, TcpOptions};
 
 pub use stats::{Counter, DropReason, PortStats, RuleStats, WorkerStats};
@@ -183,13 +183,28 @@ impl LocalFilter {
 /// Ask again for the same next hop at most this often.
 const RESOLVE_EVERY_MS: u64 = 1000;
 
-/// Stage 1's result for one frame.
+/// Stage 1's result for one frame, written in place in the worker's per-burst array and
+/// read by reference (it is about 150 bytes: copying it cost more than parsing).
 #[derive(Clone, Copy)]
 struct Prepared {
+    /// `Err`: the frame is dropped for this reason, and the rest is not meaningful.
+    parsed: Result<(), DropReason>,
     frame: ParsedFrame,
     key: StateKey,
     src_first: bool,
     hash: u64,
+}
+
+impl Default for Prepared {
+    fn default() -> Prepared {
+        Prepared {
+            parsed: Err(DropReason::Short),
+            frame: ParsedFrame::default(),
+            key: StateKey::default(),
+            src_first: false,
+            hash: 0,
+        }
+    }
 }
 
 /// What to do with a processed frame.
@@ -217,7 +232,8 @@ pub struct Worker<P: Port> {
     stats: Arc<WorkerStats>,
     rx: Vec<P::Buf>,
     tx: Vec<Vec<P::Buf>>,
-    prepared: Vec<Result<Prepared, DropReason>>,
+    /// One entry per frame of the burst being processed (`BURST` long).
+    prepared: Vec<Prepared>,
     resolves: [Option<RecentResolve>; RESOLVE_SLOTS],
     hops: Box<[Option<CachedHop>]>,
     local: LocalFilter,
@@ -272,7 +288,7 @@ impl<P: Port> Worker<P> {
             tx: (0..n)
                 .map(|_| Vec::with_capacity(BURST * n.max(1)))
                 .collect(),
-            prepared: Vec::with_capacity(BURST),
+            prepared: vec![Prepared::default(); BURST],
             resolves: [None; RESOLVE_SLOTS],
             hops: vec![None; HOP_CACHE_SLOTS].into_boxed_slice(),
             local,
@@ -363,39 +379,33 @@ impl<P: Port> Worker<P> {
         let pstats = &self.stats.ports[port as usize];
         // Stage 1: parse everything, hash the state keys and prefetch their index lines,
         // so the lookups of stage 2 find them in cache.
-        self.prepared.clear();
-        for buf in rx.iter() {
+        let n = rx.len().min(BURST);
+        let mut prepared = std::mem::take(&mut self.prepared);
+        for (buf, p) in rx.iter().zip(prepared.iter_mut()) {
             let data = buf.data();
             pstats.rx_packets.inc();
             pstats.rx_bytes.add(data.len() as u64);
-            let prepared = parse_frame(data)
-                .map_err(DropReason::from_parse)
-                .map(|frame| {
-                    let (sport, dport) = state_ports(&frame);
-                    let (key, src_first) =
-                        StateKey::new(frame.protocol, frame.src, sport, frame.dst, dport);
-                    let hash = self.states.hash(&key);
-                    if frame.ip_version().is_some() {
-                        self.states.prefetch_index(hash);
-                    }
-                    Prepared {
-                        frame,
-                        key,
-                        src_first,
-                        hash,
-                    }
-                });
-            self.prepared.push(prepared);
+            p.parsed = parse_frame_into(data, &mut p.frame).map_err(DropReason::from_parse);
+            if p.parsed.is_ok() {
+                let frame = &p.frame;
+                let (sport, dport) = state_ports(frame);
+                (p.key, p.src_first) =
+                    StateKey::new(frame.protocol, frame.src, sport, frame.dst, dport);
+                p.hash = self.states.hash(&p.key);
+                if frame.ip_version().is_some() {
+                    self.states.prefetch_index(p.hash);
+                }
+            }
         }
         // By now the first index lines have landed: look at them and prefetch the states.
-        for p in self.prepared.iter().flatten() {
+        for p in prepared[..n].iter().filter(|p| p.parsed.is_ok()) {
             self.states.prefetch_state(p.hash);
         }
         // Stage 2: decide and act on each frame.
-        for (i, mut buf) in rx.drain(..).enumerate() {
+        for (mut buf, p) in rx.drain(..).zip(prepared.iter()) {
             self.deferred = None;
-            let outcome = match self.prepared[i] {
-                Ok(p) => self.process(port, &mut buf, &p, now_ms),
+            let outcome = match p.parsed {
+                Ok(()) => self.process(port, &mut buf, p, now_ms),
                 Err(reason) => Outcome::Drop(reason),
             };
             match outcome {
@@ -433,6 +443,7 @@ impl<P: Port> Worker<P> {
                 }
             }
         }
+        self.prepared = prepared;
     }
 
     fn flush(&mut self) {
