@@ -19,6 +19,7 @@
 //! pfsync identity per connection.
 
 mod arena;
+mod lock;
 pub mod key;
 pub mod table;
 pub mod tcp;
