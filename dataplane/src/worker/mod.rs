@@ -708,9 +708,11 @@ impl<P: Port> Worker<P> {
                 if o == CARP_V4 || o == PFSYNC_V4 {
                     return LocalKind::ControlGroup;
                 }
+                // Directed broadcasts are in the Bloom filter: only a maybe-local
+                // destination can be one.
                 if a.is_multicast()
                     || a.is_broadcast()
-                    || self.interfaces.is_directed_broadcast(port, dst)
+                    || (maybe_local && self.interfaces.is_directed_broadcast(port, dst))
                 {
                     return LocalKind::OtherMulticast;
                 }
