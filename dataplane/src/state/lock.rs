@@ -98,7 +98,10 @@ mod tests {
     fn excludes_and_releases() {
         let m = ShardMutex::new(0u32);
         let g = m.lock();
-        assert!(m.try_lock().is_none(), "a held lock must refuse a second holder");
+        assert!(
+            m.try_lock().is_none(),
+            "a held lock must refuse a second holder"
+        );
         drop(g);
         assert!(m.try_lock().is_some(), "a released lock must be free");
     }

@@ -19,8 +19,8 @@
 //! pfsync identity per connection.
 
 mod arena;
-mod lock;
 pub mod key;
+mod lock;
 pub mod table;
 pub mod tcp;
 

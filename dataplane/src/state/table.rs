@@ -24,8 +24,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crossbeam::utils::CachePadded;
 use super::lock::{ShardMutex, ShardMutexGuard};
+use crossbeam::utils::CachePadded;
 
 use super::arena::{Arena, Slab, Slots};
 use super::{State, StateKey, Timeout, TimeoutTable};
