@@ -831,6 +831,18 @@ impl<P: Port> Worker<P> {
             }
         }
         let from_initiator = found.map(|idx| shard.get(idx).sender(p.src_first) == 0);
+        // The common case, an established connection's packet whose state covers every
+        // filter point it crosses: pf's state match, no rules to look at.
+        if let (Some(idx), Some(init)) = (found, from_initiator) {
+            let out_bit = out_port.map_or(0, |_| State::cover_bit(init, false));
+            let needed = State::cover_bit(init, true) | out_bit;
+            if shard.get(idx).covers & needed == needed {
+                self.track(shard.get_mut(idx), p, buf.data(), now_ms)?;
+                self.stats.passed.inc();
+                self.stats.state_hits.inc();
+                return Ok(());
+            }
+        }
         let points: [(u16, bool); 2] = [(in_port, true), (out_port.unwrap_or(in_port), false)];
         let npoints = if out_port.is_some() { 2 } else { 1 };
         let mut tracked = false;
