@@ -243,8 +243,10 @@ fn new_states(c: &mut Criterion) {
     for rules in [10usize, 1000] {
         let mut b = setup(rules, 10_000_000);
         let mut next = 0u32;
+        let mut ran = false;
         group.bench_function(BenchmarkId::from_parameter(rules), |bench| {
             bench.iter_custom(|iters| {
+                ran = true;
                 let mut elapsed = Duration::ZERO;
                 for _ in 0..iters {
                     if b.states.len() > 8_000_000 {
@@ -266,12 +268,15 @@ fn new_states(c: &mut Criterion) {
             });
         });
         let stats = b.worker.stats();
-        assert_eq!(
-            stats.total_drops(),
-            0,
-            "every SYN must pass and create a state"
-        );
-        assert!(stats.state_inserts.get() > 0);
+        // (Nothing ran when a filter on the command line left this benchmark out.)
+        if ran {
+            assert_eq!(
+                stats.total_drops(),
+                0,
+                "every SYN must pass and create a state"
+            );
+            assert!(stats.state_inserts.get() > 0);
+        }
     }
     group.finish();
 }
