@@ -6,9 +6,12 @@
 //!   CPUs, recorded beside each `forward` run (see `cross_core.rs`).
 //! - `pfsync-bulk`: a pfsync bulk update between two control planes, and a worker's
 //!   throughput meanwhile (see `pfsync_bulk.rs`).
+//! - `lookup-memory`: the state table's memory access pattern alone (see
+//!   `lookup_memory.rs`).
 
 mod cross_core;
 mod forward;
+mod lookup_memory;
 mod pfsync_bulk;
 
 use std::process::ExitCode;
@@ -35,6 +38,9 @@ enum Command {
     /// Time a pfsync bulk update of N states between two control planes, and a worker's
     /// throughput while its node sends bulks.
     PfsyncBulk(pfsync_bulk::Args),
+    /// Time the state table's two dependent random accesses per lookup (index, then
+    /// state), batched as a worker batches them, beside a one-access layout.
+    LookupMemory(lookup_memory::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +49,7 @@ fn main() -> ExitCode {
         Command::Forward(args) => forward::run(args),
         Command::CrossCore(args) => cross_core::run(args),
         Command::PfsyncBulk(args) => pfsync_bulk::run(args),
+        Command::LookupMemory(args) => lookup_memory::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
