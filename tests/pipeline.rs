@@ -640,3 +640,48 @@ fn a_gratuitous_arp_for_our_own_vip_is_never_answered() {
     lab.replay(&[(1000, garp), (1001, neighbour)], &[], &["--master", "7"]);
     assert!(lab.frames("lan").is_empty(), "nothing answered");
 }
+
+#[test]
+fn directed_broadcasts_are_neither_forwarded_nor_answered() {
+    // 192.0.2.255 is lan's directed broadcast: a frame to it (sent to the broadcast MAC, as
+    // hosts send it) is for every host on the link, so rampart drops it as local traffic
+    // nobody here serves. A transit packet beside it is forwarded as usual.
+    let lab = Lab::new("directed-broadcast", "");
+    let to_broadcast = |dst: &str| {
+        UdpFrame {
+            src_mac: MacAddr(CLIENT_MAC),
+            dst_mac: MacAddr([0xff; 6]),
+            src: v4("192.0.2.10"),
+            dst: v4(dst),
+            sport: 137,
+            dport: 137,
+            ..UdpFrame::default()
+        }
+        .to_bytes()
+    };
+    let transit = UdpFrame {
+        src_mac: MacAddr(CLIENT_MAC),
+        dst_mac: mac(LAN_MAC),
+        src: v4("192.0.2.10"),
+        dst: v4("198.51.100.7"),
+        sport: 1000,
+        dport: 53,
+        ..UdpFrame::default()
+    }
+    .to_bytes();
+    let c = lab.replay(
+        &[
+            (1000, to_broadcast("192.0.2.255")),
+            (1001, to_broadcast("255.255.255.255")),
+            (1002, transit),
+        ],
+        &[],
+        &[],
+    );
+    assert_eq!(c["drops"]["local"], 2, "{c}");
+    assert_eq!(c["forwarded"], 1, "{c}");
+    assert!(lab.frames("lan").is_empty(), "nothing answers a broadcast");
+    let wan = lab.frames("wan");
+    assert_eq!(wan.len(), 1);
+    assert_eq!(parse_frame(&wan[0]).unwrap().dst, v4("198.51.100.7"));
+}

@@ -379,6 +379,8 @@ impl<P: Port> Worker<P> {
         let pstats = &self.stats.ports[port as usize];
         // Stage 1: parse everything, hash the state keys and prefetch their index lines,
         // so the lookups of stage 2 find them in cache.
+        // rx_burst was asked for at most BURST frames, one per slot of `prepared`.
+        debug_assert!(rx.len() <= BURST);
         let n = rx.len().min(BURST);
         let mut prepared = std::mem::take(&mut self.prepared);
         for (buf, p) in rx.iter().zip(prepared.iter_mut()) {
