@@ -148,6 +148,37 @@ pub fn print_info(v: &Value) {
                 .map_or("-".to_string(), |m| n(m).to_string()),
         );
     }
+    let pollers = v["pollers"].as_array().into_iter().flatten();
+    let mut header = false;
+    for w in pollers {
+        if !header {
+            println!();
+            println!(
+                "{:<10} {:>6} {:>14} {:>14} {:>6} {:>14} {:>12} {:>10}",
+                "Worker", "lcore", "polls", "busy polls", "busy", "frames", "frames/busy", "napped"
+            );
+            header = true;
+        }
+        let polls = n(&w["polls"]);
+        let busy = n(&w["busy_polls"]);
+        println!(
+            "{:<10} {:>6} {:>14} {:>14} {:>5.1}% {:>14} {:>12.1} {:>8.1} s",
+            n(&w["worker"]),
+            w["lcore"]
+                .as_u64()
+                .map_or("-".to_string(), |l| l.to_string()),
+            polls,
+            busy,
+            if polls == 0 {
+                0.0
+            } else {
+                busy as f64 * 100.0 / polls as f64
+            },
+            n(&w["frames"]),
+            w["frames_per_busy_poll"].as_f64().unwrap_or(0.0),
+            n(&w["nap_ms"]) as f64 / 1000.0,
+        );
+    }
 }
 
 fn print_states(v: &Value) {

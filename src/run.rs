@@ -109,6 +109,7 @@ fn worker_loop<P: Port>(
     start: Instant,
 ) -> i32 {
     let mut idle: u32 = 0;
+    let stats = worker.stats();
     while !stop.load(Ordering::Relaxed) {
         let now_ms = start.elapsed().as_millis() as u64;
         if worker.poll(now_ms) > 0 {
@@ -120,6 +121,8 @@ fn worker_loop<P: Port>(
             // 10 µs after a run of empty polls, growing to 1 ms while the ports stay quiet.
             let us = (10u64 << ((idle - 64) / 64).min(7)).min(1000);
             std::thread::sleep(Duration::from_micros(us));
+            stats.naps.inc();
+            stats.nap_us.add(us);
         }
     }
     0

@@ -355,10 +355,23 @@ mod netns_lab {
             neigh6.contains(&format!("lladdr {fw_lan_mac}")),
             "the client's neighbour entry for {LAN6}: {neigh6:?}"
         );
-        let answered = lab.ctl("info")["packets"]["answered"].as_u64().unwrap();
+        let info = lab.ctl("info");
+        let answered = info["packets"]["answered"].as_u64().unwrap();
         assert!(
             answered >= answered_before + 6,
             "rampart answered {answered_before} -> {answered} packets (6 echo requests at least)"
+        );
+        // The one worker's load: it found those frames, and, polling adaptively on a
+        // mostly idle link, napped between them.
+        let pollers = info["pollers"].as_array().expect("pollers in ctl info");
+        assert_eq!(pollers.len(), 1, "{info}");
+        let w = &pollers[0];
+        let busy = w["busy_polls"].as_u64().unwrap();
+        assert!(w["frames"].as_u64().unwrap() >= 6, "{w}");
+        assert!(busy >= 1 && busy < w["polls"].as_u64().unwrap(), "{w}");
+        assert!(
+            w["naps"].as_u64().unwrap() > 0,
+            "an adaptive poller naps when idle: {w}"
         );
         lab.finish();
     }

@@ -102,8 +102,36 @@ pub fn info(cx: &ReportContext) -> Value {
             "rule_evaluations": sum(w, |s| s.rule_evaluations.get()),
         },
         "ports": ports,
+        "pollers": pollers(cx),
         "control": cx.control,
     })
+}
+
+/// Each worker's poll loop: how busy it is (VPP's `show runtime` in brief). A worker whose
+/// busy polls average near a full burst is saturated; one that naps has room to spare.
+fn pollers(cx: &ReportContext) -> Vec<Value> {
+    cx.workers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let busy = s.busy_polls.get();
+            let frames = s.polled_frames.get();
+            json!({
+                "worker": i,
+                "lcore": cx.config.dpdk.worker_lcores.get(i),
+                "polls": s.polls.get(),
+                "busy_polls": busy,
+                "frames": frames,
+                "frames_per_busy_poll": if busy == 0 {
+                    0.0
+                } else {
+                    (frames as f64 / busy as f64 * 10.0).round() / 10.0
+                },
+                "naps": s.naps.get(),
+                "nap_ms": s.nap_us.get() / 1000,
+            })
+        })
+        .collect()
 }
 
 fn endpoint(addr: std::net::IpAddr, port: u16, with_port: bool) -> String {

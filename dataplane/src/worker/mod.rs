@@ -372,6 +372,11 @@ impl<P: Port> Worker<P> {
             }
         }
         self.flush();
+        self.stats.polls.inc();
+        if received > 0 {
+            self.stats.busy_polls.inc();
+            self.stats.polled_frames.add(received as u64);
+        }
         received
     }
 

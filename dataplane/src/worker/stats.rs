@@ -182,6 +182,16 @@ pub struct WorkerStats {
     pub sync_events: Counter,
     /// State events lost because pfsync's queue was full (the packets still passed).
     pub sync_events_lost: Counter,
+    /// Passes over the worker's queues ([`Worker::poll`](super::Worker::poll) calls).
+    pub polls: Counter,
+    /// Polls that found work (frames received, or frames handed over to transmit).
+    pub busy_polls: Counter,
+    /// Frames those polls found: `frames / busy_polls` is the mean burst, VPP's
+    /// "vectors/call". Near 32 the worker is saturated; near 1 it mostly waits.
+    pub polled_frames: Counter,
+    /// Sleeps of an adaptive poller after a run of empty polls, and their total length.
+    pub naps: Counter,
+    pub nap_us: Counter,
 }
 
 impl WorkerStats {
@@ -200,6 +210,11 @@ impl WorkerStats {
             to_control: Counter::default(),
             sync_events: Counter::default(),
             sync_events_lost: Counter::default(),
+            polls: Counter::default(),
+            busy_polls: Counter::default(),
+            polled_frames: Counter::default(),
+            naps: Counter::default(),
+            nap_us: Counter::default(),
         }
     }
 
