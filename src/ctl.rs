@@ -154,15 +154,23 @@ pub fn print_info(v: &Value) {
         if !header {
             println!();
             println!(
-                "{:<10} {:>6} {:>14} {:>14} {:>6} {:>14} {:>12} {:>10}",
-                "Worker", "lcore", "polls", "busy polls", "busy", "frames", "frames/busy", "napped"
+                "{:<10} {:>6} {:>14} {:>14} {:>6} {:>14} {:>12} {:>12} {:>10}",
+                "Worker",
+                "lcore",
+                "polls",
+                "busy polls",
+                "busy",
+                "frames",
+                "frames/busy",
+                "full bursts",
+                "napped"
             );
             header = true;
         }
         let polls = n(&w["polls"]);
         let busy = n(&w["busy_polls"]);
         println!(
-            "{:<10} {:>6} {:>14} {:>14} {:>5.1}% {:>14} {:>12.1} {:>8.1} s",
+            "{:<10} {:>6} {:>14} {:>14} {:>5.1}% {:>14} {:>12.1} {:>12} {:>8.1} s",
             n(&w["worker"]),
             w["lcore"]
                 .as_u64()
@@ -176,6 +184,7 @@ pub fn print_info(v: &Value) {
             },
             n(&w["frames"]),
             w["frames_per_busy_poll"].as_f64().unwrap_or(0.0),
+            n(&w["full_bursts"]),
             n(&w["nap_ms"]) as f64 / 1000.0,
         );
     }

@@ -108,7 +108,7 @@ pub fn info(cx: &ReportContext) -> Value {
 }
 
 /// Each worker's poll loop: how busy it is (VPP's `show runtime` in brief). A worker whose
-/// busy polls average near a full burst is saturated; one that naps has room to spare.
+/// receive bursts come back full is saturated; one that naps has room to spare.
 fn pollers(cx: &ReportContext) -> Vec<Value> {
     cx.workers
         .iter()
@@ -122,6 +122,7 @@ fn pollers(cx: &ReportContext) -> Vec<Value> {
                 "polls": s.polls.get(),
                 "busy_polls": busy,
                 "frames": frames,
+                "full_bursts": s.full_bursts.get(),
                 "frames_per_busy_poll": if busy == 0 {
                     0.0
                 } else {

@@ -1,5 +1,5 @@
-//! A worker counts its polls, the polls that found work and the frames they found, which
-//! `rampart ctl info` shows as each worker's load (VPP's vectors per call).
+//! A worker counts its polls, the polls that found work, the frames they found and the
+//! receive bursts that came back full, which `rampart ctl info` shows as each worker's load.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -80,6 +80,7 @@ fn polls_busy_polls_and_frames_are_counted() {
     assert_eq!(stats.polls.get(), 6);
     assert_eq!(stats.busy_polls.get(), 3);
     assert_eq!(stats.polled_frames.get(), 5 + BURST as u64 + 3);
+    assert_eq!(stats.full_bursts.get(), 1, "one burst came back full");
     assert_eq!(stats.forwarded.get(), 5 + BURST as u64 + 3);
     // The worker loop, not `poll`, naps.
     assert_eq!(stats.naps.get(), 0);

@@ -354,6 +354,9 @@ impl<P: Port> Worker<P> {
             let mut rx = std::mem::take(&mut self.rx);
             let n = self.ports[port].rx_burst(&mut rx, BURST);
             received += n;
+            if n == BURST {
+                self.stats.full_bursts.inc();
+            }
             if n > 0 {
                 self.process_burst(port as u16, &mut rx, now_ms);
             }

@@ -186,9 +186,12 @@ pub struct WorkerStats {
     pub polls: Counter,
     /// Polls that found work (frames received, or frames handed over to transmit).
     pub busy_polls: Counter,
-    /// Frames those polls found: `frames / busy_polls` is the mean burst, VPP's
-    /// "vectors/call". Near 32 the worker is saturated; near 1 it mostly waits.
+    /// Frames those polls found (received on every port, and handed over to transmit):
+    /// `frames / busy_polls` is VPP's "vectors/call", at most 32 per port per poll.
     pub polled_frames: Counter,
+    /// Receive bursts that came back full (32 frames): the queue held more. A worker whose
+    /// bursts mostly come back full is saturated.
+    pub full_bursts: Counter,
     /// Sleeps of an adaptive poller after a run of empty polls, and their total length.
     pub naps: Counter,
     pub nap_us: Counter,
@@ -213,6 +216,7 @@ impl WorkerStats {
             polls: Counter::default(),
             busy_polls: Counter::default(),
             polled_frames: Counter::default(),
+            full_bursts: Counter::default(),
             naps: Counter::default(),
             nap_us: Counter::default(),
         }
