@@ -1,6 +1,6 @@
 //! The lock-sharded state table.
 //!
-//! `shard = hash & (shards − 1)`; each shard is a `parking_lot` mutex around an
+//! `shard = hash & (shards − 1)`; each shard is a spinning mutex (`lock.rs`) around an
 //! open-addressing index (linear probing, 8-byte slots holding a 32-bit hash tag and a
 //! 32-bit slab index) and a slab of 128-byte [`State`]s. The hash is computed once per
 //! packet (ahash over the five key words) and picks the shard, the home slot and the tag.
