@@ -19,6 +19,7 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
+use rampart_dataplane::prefetch;
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -87,17 +88,6 @@ impl Drop for Region {
         // SAFETY: unmapping our own mapping once.
         unsafe { libc::munmap(self.ptr.cast(), self.bytes) };
     }
-}
-
-fn prefetch(p: *const u64) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults.
-    #[allow(unused_unsafe)]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 fn xorshift(x: &mut u64) -> u64 {

@@ -15,3 +15,18 @@ pub mod state;
 pub mod vip;
 pub mod wire;
 pub mod worker;
+
+/// Asks the CPU to bring the cache line holding `addr` into L1: a hint that never faults,
+/// whatever the address (the state table, the DPDK receive path and the benchmarks use it).
+#[inline(always)]
+pub fn prefetch<T>(addr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint and never faults. (The intrinsic is a safe fn on newer
+    // toolchains, hence the allow.)
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}

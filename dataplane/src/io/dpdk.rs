@@ -46,6 +46,7 @@ use std::sync::{Arc, Mutex};
 use rampart_sys as sys;
 
 use super::{PacketBuf, Port};
+use crate::prefetch;
 
 /// What went wrong in a DPDK call or in using this module's API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1020,20 +1021,6 @@ impl Drop for DpdkQueue {
     }
 }
 
-/// Starts loading a packet's first cache line, so parsing the burst finds it in cache.
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults, whatever the address. (The intrinsic is a safe fn on
-    // newer toolchains, hence the allow.)
-    #[allow(unused_unsafe)]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 impl Port for DpdkQueue {
     type Buf = Mbuf;
 
@@ -1063,7 +1050,7 @@ impl Port for DpdkQueue {
         // The mbuf headers were last written by whoever filled them (the NIC's driver, or
         // another core): fetch them all at once rather than one miss at a time below.
         for m in &out[start..] {
-            prefetch(m.as_ptr().cast());
+            prefetch(m.as_ptr());
         }
         let mut i = start;
         while i < out.len() {

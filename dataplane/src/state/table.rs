@@ -29,6 +29,7 @@ use crossbeam::utils::CachePadded;
 
 use super::arena::{Arena, Slab, Slots};
 use super::{State, StateKey, Timeout, TimeoutTable};
+use crate::prefetch;
 
 /// An empty index slot (the index is allocated zeroed).
 const EMPTY: u64 = 0;
@@ -140,18 +141,6 @@ pub struct StateTable {
     /// Every shard's slab, and every shard's index (see `arena`).
     _slabs: Arena,
     _index: Arena,
-}
-
-/// Asks the CPU to bring a line into cache: a hint that never faults, whatever the address.
-#[inline(always)]
-fn prefetch(addr: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint and never faults.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(addr as *const i8, std::arch::x86_64::_MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
 }
 
 /// Tag and home slot from the hash's upper half (the lower bits pick the shard).

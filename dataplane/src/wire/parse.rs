@@ -375,19 +375,8 @@ pub fn parse_frame_into(frame: &[u8], parsed: &mut ParsedFrame) -> Result<(), Pa
         vlan: l2.vlan,
         inner_vlan: l2.inner_vlan,
         ethertype: l2.ethertype,
-        l3: L3::Ipv4,
         l3_offset: l2.l3_offset as u32,
-        l3_len: 0,
-        l4_offset: 0,
-        payload_offset: 0,
-        payload_len: 0,
-        src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        protocol: 0,
-        ttl: 0,
-        fragment: Fragment::Whole,
-        ip_options: false,
-        l4: L4::None,
+        ..ParsedFrame::default()
     };
     match l2.ethertype {
         ethertype::IPV4 => parse_ipv4(parsed, l3_bytes),
