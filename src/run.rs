@@ -70,16 +70,25 @@ pub fn eal_args(config: &Config) -> Result<Vec<String>> {
     let d = &config.dpdk;
     let mut lcores = vec![d.control_lcore];
     lcores.extend(&d.worker_lcores);
-    let mut args = vec![
-        "-l".to_string(),
-        lcores
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-        "--main-lcore".to_string(),
-        d.control_lcore.to_string(),
-    ];
+    let mut args = Vec::new();
+    // `--lcores` in eal_args maps lcores to CPUs (e.g. two workers' lcores on one CPU);
+    // EAL takes one lcore list or the other, and then lcore N need not run on CPU N.
+    let mapped = d
+        .eal_args
+        .iter()
+        .any(|a| a == "--lcores" || a.starts_with("--lcores="));
+    if !mapped {
+        args.push("-l".to_string());
+        args.push(
+            lcores
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    args.push("--main-lcore".to_string());
+    args.push(d.control_lcore.to_string());
     let no_pci = d.eal_args.iter().any(|a| a == "--no-pci");
     for i in &config.interfaces {
         if is_pci_address(&i.device) {
@@ -510,6 +519,47 @@ fn derived_host_id(config: &Config) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(dpdk: &str) -> Config {
+        let text = format!(
+            "[dpdk]\n{dpdk}\n[[interface]]\nname = \"lan\"\ndevice = \"net_null0\"\n\
+             addresses = [\"192.0.2.1/24\"]\n"
+        );
+        rampart_conf::load_str(std::path::Path::new("t.toml"), &text)
+            .map_err(|d| format!("{d:?}"))
+            .unwrap()
+            .config
+    }
+
+    #[test]
+    fn eal_gets_the_lcore_list_unless_lcores_maps_them() {
+        let args = eal_args(&config("worker_lcores = [1]\neal_args = [\"--no-pci\"]")).unwrap();
+        assert_eq!(
+            args,
+            [
+                "-l",
+                "0,1",
+                "--main-lcore",
+                "0",
+                "--vdev=net_null0",
+                "--no-pci"
+            ]
+        );
+        // Two workers on CPU 1: --lcores replaces -l; the main lcore is still rampart's.
+        let args = eal_args(&config(
+            "worker_lcores = [1, 2]\neal_args = [\"--lcores=0@0,1@1,2@1\"]",
+        ))
+        .unwrap();
+        assert_eq!(
+            args,
+            [
+                "--main-lcore",
+                "0",
+                "--vdev=net_null0",
+                "--lcores=0@0,1@1,2@1"
+            ]
+        );
+    }
 
     #[test]
     fn pci_addresses_and_vdevs_are_told_apart() {

@@ -1,6 +1,7 @@
 //! The two backends agree: `rampart run` on DPDK `net_pcap` vdevs (frames read from and
 //! written to capture files by DPDK's pcap driver) transmits exactly what `rampart replay`
-//! (the in-memory backend) transmits for the same input.
+//! (the in-memory backend) transmits for the same input; with two workers, each on its
+//! own queue of every port, as well.
 //!
 //! Needs root and free hugepages (CI has both: `echo 256 > /proc/sys/vm/nr_hugepages`).
 //! Without them the test says so loudly and skips: that is the only allowed skip.
@@ -35,13 +36,21 @@ fn dpdk_available() -> Result<(), String> {
     Ok(())
 }
 
-fn config(dir: &Path, devices: [String; 2]) -> String {
+/// One worker on lcore 1.
+const ONE_WORKER: &str = r#"worker_lcores = [1]
+eal_args = ["--no-pci", "--in-memory", "--no-telemetry"]"#;
+
+/// Two workers, on lcores 1 and 2, both placed on CPU 1 (this machine may have two CPUs):
+/// adaptive polling lets them share it, as `poll = "adaptive"` is for.
+const TWO_WORKERS: &str = r#"worker_lcores = [1, 2]
+eal_args = ["--no-pci", "--in-memory", "--no-telemetry", "--lcores=0@0,1@1,2@1"]"#;
+
+fn config(dir: &Path, devices: [String; 2], workers: &str) -> String {
     format!(
         r#"
 [dpdk]
 control_lcore = 0
-worker_lcores = [1]
-eal_args = ["--no-pci", "--in-memory", "--no-telemetry"]
+{workers}
 mbufs = 4095
 poll = "adaptive"
 
@@ -179,79 +188,67 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     out
 }
 
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rampart-dpdk-pcap-{}", std::process::id()));
+/// One DPDK test at a time: each starts a rampart with pollers, and this machine may have
+/// two CPUs.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rampart-dpdk-pcap-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-#[test]
-fn run_on_net_pcap_matches_replay() {
-    if let Err(why) = dpdk_available() {
-        eprintln!("WARNING: skipping DPDK test: {why}");
-        return;
-    }
-    let dir = temp_dir();
-    let lan_in = dir.join("lan-in.pcap");
-    let wan_in = dir.join("wan-in.pcap");
-    write_pcap(&lan_in, &lan_frames());
-    write_pcap(&wan_in, &[]);
-    let rampart = env!("CARGO_BIN_EXE_rampart");
-
-    // The in-memory backend.
-    let replay_cfg = dir.join("replay.toml");
-    std::fs::write(
-        &replay_cfg,
-        config(&dir, ["net_null0".into(), "net_null1".into()]),
-    )
-    .unwrap();
-    let out = Command::new(rampart)
+/// `rampart replay` of `lan_in` and `wan_in` with `config`, into `out`.
+fn replay(config: &Path, lan_in: &Path, wan_in: &Path, out: &Path) {
+    let done = Command::new(env!("CARGO_BIN_EXE_rampart"))
         .args(["replay", "-c"])
-        .arg(&replay_cfg)
+        .arg(config)
         .arg("--in")
         .arg(format!("lan={}", lan_in.display()))
         .arg("--in")
         .arg(format!("wan={}", wan_in.display()))
         .arg("--out-dir")
-        .arg(dir.join("replay"))
+        .arg(out)
         .output()
         .unwrap();
     assert!(
-        out.status.success(),
+        done.status.success(),
         "replay: {}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&done.stderr)
     );
+}
 
-    // DPDK's pcap driver reads the same captures and writes what rampart transmits.
-    // Two TX queues per port (the worker's and the control core's): two tx_pcap files.
-    // With static neighbours the control core sends nothing.
-    let dev = |name: &str, i: u8| {
-        format!(
-            "net_pcap{i},rx_pcap={},tx_pcap={},tx_pcap={}",
-            dir.join(format!("{name}-in.pcap")).display(),
-            dir.join(format!("{name}-run.pcap")).display(),
-            dir.join(format!("{name}-control.pcap")).display()
-        )
-    };
-    let run_cfg = dir.join("run.toml");
-    std::fs::write(&run_cfg, config(&dir, [dev("lan", 0), dev("wan", 1)])).unwrap();
-    let mut child = Command::new(rampart)
+/// `net_pcapN` reading `rx` (one RX queue per file) and writing `tx` (one TX queue per file).
+fn pcap_device(i: u8, rx: &[PathBuf], tx: &[PathBuf]) -> String {
+    let mut dev = format!("net_pcap{i}");
+    for f in rx {
+        dev += &format!(",rx_pcap={}", f.display());
+    }
+    for f in tx {
+        dev += &format!(",tx_pcap={}", f.display());
+    }
+    dev
+}
+
+/// Runs `rampart run -c config` until it has received `expected` frames on lan (its
+/// management socket in `dir` says so; bounded), then stops it with SIGINT. Returns its
+/// stdout and the last `ctl info`.
+fn run_until_received(dir: &Path, config: &Path, expected: u64) -> (String, serde_json::Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
         .args(["run", "-c"])
-        .arg(&run_cfg)
+        .arg(config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
-    // Wait until every input frame was received (the management socket says so), bounded.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let expected = lan_frames().len() as u64;
-    let mut received = 0;
+    let mut info = serde_json::Value::Null;
     while Instant::now() < deadline {
         if let Ok(v) = rampart_control::ctl::request(&dir.join("ctl.sock"), "info") {
-            received = v["ports"][0]["rx_packets"].as_u64().unwrap_or(0);
-            if received >= expected {
+            info = v;
+            if info["ports"][0]["rx_packets"].as_u64().unwrap_or(0) >= expected {
                 break;
             }
         }
@@ -269,13 +266,52 @@ fn run_on_net_pcap_matches_replay() {
         libc::kill(pid, libc::SIGINT);
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "rampart run: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rampart run: {stderr}");
+    assert_eq!(
+        info["ports"][0]["rx_packets"].as_u64(),
+        Some(expected),
+        "rampart run received every frame: {info}\n{stderr}"
     );
-    assert_eq!(received, expected, "rampart run received every frame");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), info)
+}
+
+#[test]
+fn run_on_net_pcap_matches_replay() {
+    if let Err(why) = dpdk_available() {
+        eprintln!("WARNING: skipping DPDK test: {why}");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("one");
+    let lan_in = dir.join("lan-in.pcap");
+    let wan_in = dir.join("wan-in.pcap");
+    write_pcap(&lan_in, &lan_frames());
+    write_pcap(&wan_in, &[]);
+
+    // The in-memory backend.
+    let replay_cfg = dir.join("replay.toml");
+    let null = ["net_null0".into(), "net_null1".into()];
+    std::fs::write(&replay_cfg, config(&dir, null, ONE_WORKER)).unwrap();
+    replay(&replay_cfg, &lan_in, &wan_in, &dir.join("replay"));
+
+    // DPDK's pcap driver reads the same captures and writes what rampart transmits.
+    // Two TX queues per port (the worker's and the control core's): two tx_pcap files.
+    // With static neighbours the control core sends nothing.
+    let dev = |name: &str, i: u8| {
+        pcap_device(
+            i,
+            &[dir.join(format!("{name}-in.pcap"))],
+            &[
+                dir.join(format!("{name}-run.pcap")),
+                dir.join(format!("{name}-control.pcap")),
+            ],
+        )
+    };
+    let run_cfg = dir.join("run.toml");
+    let devices = [dev("lan", 0), dev("wan", 1)];
+    std::fs::write(&run_cfg, config(&dir, devices, ONE_WORKER)).unwrap();
+    let (stdout, _) = run_until_received(&dir, &run_cfg, lan_frames().len() as u64);
     assert!(
         stdout.contains("State Table"),
         "final counters printed: {stdout}"
@@ -292,6 +328,84 @@ fn run_on_net_pcap_matches_replay() {
             ran, replayed,
             "{iface}: DPDK run and replay transmitted the same frames"
         );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_workers_on_their_own_queues_match_replay() {
+    if let Err(why) = dpdk_available() {
+        eprintln!("WARNING: skipping DPDK test: {why}");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("two");
+    // Every input frame is a flow of its own; alternate frames arrive on RX queue 0 and 1
+    // of lan, as RSS would spread flows. Each worker's output must be what replay makes
+    // of its half, on its own TX queue.
+    let frames = lan_frames();
+    let halves: [Vec<Vec<u8>>; 2] =
+        [0, 1].map(|q| frames.iter().skip(q).step_by(2).cloned().collect());
+    let wan_in = dir.join("wan-in.pcap");
+    write_pcap(&wan_in, &[]);
+    let replay_cfg = dir.join("replay.toml");
+    let null = ["net_null0".into(), "net_null1".into()];
+    std::fs::write(&replay_cfg, config(&dir, null, ONE_WORKER)).unwrap();
+    for (q, half) in halves.iter().enumerate() {
+        let lan_in = dir.join(format!("lan-in{q}.pcap"));
+        write_pcap(&lan_in, half);
+        replay(
+            &replay_cfg,
+            &lan_in,
+            &wan_in,
+            &dir.join(format!("replay{q}")),
+        );
+    }
+
+    // Two RX queues per port (one per worker) and three TX queues (one per worker and the
+    // control core's).
+    let dev = |name: &str, i: u8| {
+        let rx = |q: usize| match name {
+            "lan" => dir.join(format!("lan-in{q}.pcap")),
+            _ => wan_in.clone(),
+        };
+        pcap_device(
+            i,
+            &[rx(0), rx(1)],
+            &[
+                dir.join(format!("{name}-run0.pcap")),
+                dir.join(format!("{name}-run1.pcap")),
+                dir.join(format!("{name}-control.pcap")),
+            ],
+        )
+    };
+    let run_cfg = dir.join("run.toml");
+    let devices = [dev("lan", 0), dev("wan", 1)];
+    std::fs::write(&run_cfg, config(&dir, devices, TWO_WORKERS)).unwrap();
+    let (_, info) = run_until_received(&dir, &run_cfg, frames.len() as u64);
+
+    let pollers = info["pollers"].as_array().expect("pollers in ctl info");
+    assert_eq!(pollers.len(), 2, "{info}");
+    for (q, half) in halves.iter().enumerate() {
+        assert_eq!(pollers[q]["lcore"], q + 1, "{info}");
+        assert_eq!(
+            pollers[q]["frames"].as_u64(),
+            Some(half.len() as u64),
+            "worker {q} received its queue's frames: {info}"
+        );
+        for iface in ["lan", "wan"] {
+            let replayed = read_pcap(&dir.join(format!("replay{q}")).join(format!("{iface}.pcap")));
+            let ran = read_pcap(&dir.join(format!("{iface}-run{q}.pcap")));
+            assert_eq!(
+                ran, replayed,
+                "{iface}: worker {q}'s TX queue carries what replay makes of its half"
+            );
+        }
+    }
+    for q in 0..2 {
+        let sent =
+            ["lan", "wan"].map(|iface| read_pcap(&dir.join(format!("{iface}-run{q}.pcap"))).len());
+        assert!(sent[0] + sent[1] > 0, "worker {q} transmitted");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

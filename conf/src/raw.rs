@@ -30,7 +30,7 @@ pub enum Poll {
 pub struct Dpdk {
     pub control_lcore: Option<Spanned<u32>>,
     pub worker_lcores: Option<Spanned<Vec<Spanned<u32>>>>,
-    pub eal_args: Option<Vec<String>>,
+    pub eal_args: Option<Vec<Spanned<String>>>,
     pub mbufs: Option<Spanned<u32>>,
     pub mbuf_cache: Option<Spanned<u32>>,
     pub rx_descriptors: Option<Spanned<u32>>,

@@ -223,7 +223,14 @@ impl Validator<'_> {
             // The default worker lcore collides with a configured control lcore.
             out.worker_lcores = vec![if out.control_lcore == 0 { 1 } else { 0 }];
         }
-        out.eal_args = d.eal_args.unwrap_or_default();
+        for arg in d.eal_args.unwrap_or_default() {
+            let span = arg.span();
+            let arg = arg.into_inner();
+            if let Some(why) = eal_arg_conflict(&arg) {
+                self.err(file, span, why);
+            }
+            out.eal_args.push(arg);
+        }
         out.mbufs = self.bounded(file, d.mbufs, "mbufs", 1023, 16 << 20, out.mbufs);
         out.mbuf_cache = self.bounded(file, d.mbuf_cache, "mbuf_cache", 0, 512, out.mbuf_cache);
         for (field, value, slot) in [
@@ -1379,4 +1386,25 @@ fn is_link_local(a: &IpAddr) -> bool {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
+}
+
+/// Why an `[dpdk] eal_args` entry cannot be given there: rampart derives the lcore list and
+/// the main lcore from `control_lcore` and `worker_lcores`, and EAL refuses a second lcore
+/// list.
+fn eal_arg_conflict(arg: &str) -> Option<String> {
+    let name = arg.split('=').next().unwrap_or(arg);
+    // `-l 0,1`, `-l0,1`, `-c 0x3`, `-c0x3` (long options start with `--`).
+    let lcore_list = !name.starts_with("--") && (name.starts_with("-l") || name.starts_with("-c"));
+    if lcore_list {
+        return Some(format!(
+            "`{arg}`: rampart gives EAL the lcore list from control_lcore and worker_lcores; \
+             to place lcores on particular CPUs, give --lcores instead (e.g. \"--lcores=0@0,1@1,2@1\")"
+        ));
+    }
+    if matches!(name, "--main-lcore" | "--master-lcore") {
+        return Some(format!(
+            "`{arg}`: rampart sets the main lcore from control_lcore"
+        ));
+    }
+    None
 }

@@ -593,3 +593,28 @@ fn an_empty_pfsync_key_is_refused() {
         ["4:7: key must not be empty (leave it out for plain pfsync)"]
     );
 }
+
+#[test]
+fn eal_args_may_not_set_the_lcore_list_or_the_main_lcore() {
+    let errs = errors_after_base(
+        "[dpdk]\neal_args = [\"--no-pci\", \"-l\", \"0,1\", \"-c0x3\", \"--main-lcore=0\"]\n",
+    );
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with("2:25: `-l`: rampart gives EAL the lcore list"),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("--lcores"), "{errs:?}");
+    assert!(errs[1].starts_with("2:38: `-c0x3`"), "{errs:?}");
+    assert!(
+        errs[2].starts_with("2:47: `--main-lcore=0`: rampart sets the main lcore"),
+        "{errs:?}"
+    );
+    // --lcores itself is how lcores are placed on CPUs.
+    assert_eq!(
+        errors_after_base(
+            "[dpdk]\nworker_lcores = [1, 2]\neal_args = [\"--lcores=0@0,(1,2)@1\"]\n"
+        ),
+        Vec::<String>::new()
+    );
+}
