@@ -108,7 +108,12 @@ fn check(actions: &[Action], engine: &CarpEngine, reported: &mut [Option<State>;
             Action::Warn { .. } => continue,
         };
         let slot = &mut reported[group.index()];
-        assert_ne!(*slot, Some(state), "group {} reported {state:?} twice", group.0);
+        assert_ne!(
+            *slot,
+            Some(state),
+            "group {} reported {state:?} twice",
+            group.0
+        );
         *slot = Some(state);
     }
     for (i, slot) in reported.iter().enumerate() {
