@@ -1,5 +1,7 @@
 //! The whole worker pipeline on arbitrary frames: never panics, and every frame is either
-//! transmitted, dropped with a counted reason, or handed to the control core.
+//! transmitted, dropped with a counted reason, or handed to the control core, which then
+//! handles it as `rampart run` does (ARP and ND for neighbour resolution, CARP, ICMP for
+//! its own addresses) without panicking or sending a runt.
 //!
 //! Input: records of `[port, len_hi, len_lo, frame bytes…]`, delivered one per poll with an
 //! advancing clock, to a firewall with a CARP VIP (MASTER), static neighbours and rules.
@@ -7,10 +9,12 @@
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crossbeam::queue::ArrayQueue;
 use libfuzzer_sys::fuzz_target;
 use rampart_conf::Config;
+use rampart_control::runtime::ControlPlane;
 use rampart_dataplane::io::mem::MemPort;
 use rampart_dataplane::state::StateTableConfig;
 use rampart_dataplane::worker::{Shared, ToControl, Worker};
@@ -70,7 +74,11 @@ to_port = 7
 
 fn config() -> &'static Config {
     static CONFIG_CELL: OnceLock<Config> = OnceLock::new();
-    CONFIG_CELL.get_or_init(|| rampart_conf::load_str(Path::new("fuzz.toml"), CONFIG).expect("valid").config)
+    CONFIG_CELL.get_or_init(|| {
+        rampart_conf::load_str(Path::new("fuzz.toml"), CONFIG)
+            .expect("valid")
+            .config
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -81,7 +89,15 @@ fuzz_target!(|data: &[u8]| {
     let shared = Shared::from_config(config, &macs, states);
     shared.vips.set_master(0, true);
     let control = Arc::new(ArrayQueue::new(16));
-    let mut worker = Worker::new(0, vec![MemPort::new(), MemPort::new()], &shared, control.clone());
+    let mut worker = Worker::new(
+        0,
+        vec![MemPort::new(), MemPort::new()],
+        &shared,
+        control.clone(),
+    );
+    let mut plane =
+        ControlPlane::new(config, shared.clone(), || 0x6675_7a7a).expect("control plane");
+    let mut sent = Vec::new();
     let stats = worker.stats();
     let mut rest = data;
     let mut now_ms = 1_000;
@@ -95,10 +111,20 @@ fuzz_target!(|data: &[u8]| {
         worker.poll(now_ms);
         delivered += 1;
         now_ms += 250;
+        let now = Duration::from_millis(now_ms);
         while let Some(msg) = control.pop() {
-            if let ToControl::Frame { buf, .. } = msg {
+            if let ToControl::Frame { buf, .. } = &msg {
                 assert!(!buf.is_empty());
             }
+            plane.handle(msg, now, &mut sent);
+        }
+        plane.tick(now, &mut sent);
+        for (iface, frame) in sent.drain(..) {
+            assert!(
+                usize::from(iface) < config.interfaces.len(),
+                "sent on an interface that exists"
+            );
+            assert!(frame.len() >= 14, "the control core sent a runt frame");
         }
         for p in worker.ports_mut() {
             for f in p.take_tx() {
