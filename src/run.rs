@@ -137,11 +137,56 @@ fn worker_loop<P: Port>(
     0
 }
 
+/// The CPUs this process may run on (its affinity mask), in order.
+fn allowed_cpus() -> Vec<u32> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity writes at most
+    // size_of::<cpu_set_t>() bytes into it, and CPU_ISSET reads within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as u32)
+            .filter(|&c| libc::CPU_ISSET(c as usize, &set))
+            .collect()
+    }
+}
+
+/// With `-l`, lcore N runs on CPU N: say which lcore has no CPU here, before EAL buries it
+/// in its usage text.
+fn check_lcores_have_cpus(config: &Config, eal_args: &[String], cpus: &[u32]) -> Result<()> {
+    if cpus.is_empty() || !eal_args.iter().any(|a| a == "-l") {
+        return Ok(());
+    }
+    let d = &config.dpdk;
+    let lcores = std::iter::once(("control_lcore", d.control_lcore))
+        .chain(d.worker_lcores.iter().map(|&l| ("worker_lcores", l)));
+    for (key, lcore) in lcores {
+        if !cpus.contains(&lcore) {
+            let list = cpus
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            bail!(
+                "[dpdk] {key}: lcore {lcore} runs on CPU {lcore}, which this process cannot use \
+                 (its CPUs: {list}). Use lcores among those, or place lcores on CPUs with \
+                 [dpdk] eal_args = [\"--lcores=...\"] (docs/operations.md, section 4)"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn run_appliance(config: Config) -> Result<()> {
     let eal_args = eal_args(&config)?;
+    check_lcores_have_cpus(&config, &eal_args, &allowed_cpus())?;
     eprintln!("rampart: EAL {}", eal_args.join(" "));
-    let eal = Eal::init(&eal_args)
-        .context("starting DPDK (are hugepages reserved? echo 256 > /proc/sys/vm/nr_hugepages)")?;
+    let eal = Eal::init(&eal_args).context(
+        "starting DPDK failed; EAL's own messages above say why (common causes: no free \
+         hugepages, echo 256 > /proc/sys/vm/nr_hugepages; a device string EAL does not know; \
+         an eal_args option it does not take)",
+    )?;
     let d = &config.dpdk;
     let workers = d.worker_lcores.len() as u16;
     let pool = Mempool::new(&eal, "rampart_mbufs", d.mbufs, d.mbuf_cache, 2048 + 128)
@@ -559,6 +604,33 @@ mod tests {
                 "--lcores=0@0,1@1,2@1"
             ]
         );
+    }
+
+    #[test]
+    fn an_lcore_without_a_cpu_is_named_before_eal_starts() {
+        let two = config("worker_lcores = [1, 2]");
+        let args = eal_args(&two).unwrap();
+        let err = check_lcores_have_cpus(&two, &args, &[0, 1])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("[dpdk] worker_lcores: lcore 2 runs on CPU 2"),
+            "{err}"
+        );
+        assert!(
+            err.contains("its CPUs: 0,1") && err.contains("--lcores"),
+            "{err}"
+        );
+        assert!(check_lcores_have_cpus(&two, &args, &[0, 1, 2, 3]).is_ok());
+        // Affinity without CPU 0: the control lcore is the one named.
+        let err = check_lcores_have_cpus(&two, &args, &[1, 2])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("[dpdk] control_lcore: lcore 0"), "{err}");
+        // --lcores places lcores where the operator says: EAL checks that map itself.
+        let mapped = config("worker_lcores = [1, 2]\neal_args = [\"--lcores=0@0,(1,2)@1\"]");
+        let args = eal_args(&mapped).unwrap();
+        assert!(check_lcores_have_cpus(&mapped, &args, &[0, 1]).is_ok());
     }
 
     #[test]
