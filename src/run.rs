@@ -178,9 +178,45 @@ fn check_lcores_have_cpus(config: &Config, eal_args: &[String], cpus: &[u32]) ->
     Ok(())
 }
 
+/// The Linux interfaces a vdev string attaches to (`iface=` of net_af_xdp and
+/// net_af_packet; net_pcap's `iface=`, `rx_iface=`, `rx_iface_in=` and `tx_iface=`).
+fn linux_interfaces(device: &str) -> impl Iterator<Item = &str> {
+    device.split(',').skip(1).filter_map(|kv| {
+        let (key, value) = kv.split_once('=')?;
+        matches!(key, "iface" | "rx_iface" | "rx_iface_in" | "tx_iface").then_some(value)
+    })
+}
+
+/// A vdev on a Linux interface that does not exist fails deep in its driver with an errno
+/// that says little (EPERM for AF_XDP): name the interface instead.
+fn check_linux_interfaces_exist(config: &Config) -> Result<()> {
+    for i in &config.interfaces {
+        for name in linux_interfaces(&i.device) {
+            let Ok(c_name) = std::ffi::CString::new(name) else {
+                bail!(
+                    "interface `{}`: device {} names Linux interface {name:?}, which cannot exist",
+                    i.name,
+                    i.device
+                );
+            };
+            // SAFETY: a NUL-terminated string we own.
+            if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
+                bail!(
+                    "interface `{}`: device {} attaches to Linux interface {name}, which does \
+                     not exist here (ip link show {name})",
+                    i.name,
+                    i.device
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run_appliance(config: Config) -> Result<()> {
     let eal_args = eal_args(&config)?;
     check_lcores_have_cpus(&config, &eal_args, &allowed_cpus())?;
+    check_linux_interfaces_exist(&config)?;
     eprintln!("rampart: EAL {}", eal_args.join(" "));
     let eal = Eal::init(&eal_args).context(
         "starting DPDK failed; EAL's own messages above say why (common causes: no free \
@@ -631,6 +667,32 @@ mod tests {
         let mapped = config("worker_lcores = [1, 2]\neal_args = [\"--lcores=0@0,(1,2)@1\"]");
         let args = eal_args(&mapped).unwrap();
         assert!(check_lcores_have_cpus(&mapped, &args, &[0, 1]).is_ok());
+    }
+
+    #[test]
+    fn vdevs_on_linux_interfaces_name_them() {
+        fn names(d: &str) -> Vec<&str> {
+            linux_interfaces(d).collect()
+        }
+        assert_eq!(
+            names("net_af_xdp0,iface=veth-lan,start_queue=0"),
+            ["veth-lan"]
+        );
+        assert_eq!(
+            names("net_pcap0,rx_iface_in=fw-lan,tx_iface=fw-lan,tx_iface=fw-lan"),
+            ["fw-lan", "fw-lan", "fw-lan"]
+        );
+        assert!(names("net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap").is_empty());
+        assert!(names("net_null0").is_empty());
+        let mut c = config("worker_lcores = [1]");
+        c.interfaces[0].device = "net_af_xdp0,iface=lo".into();
+        assert!(check_linux_interfaces_exist(&c).is_ok());
+        c.interfaces[0].device = "net_af_xdp0,iface=rampart-none0".into();
+        let err = check_linux_interfaces_exist(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("Linux interface rampart-none0, which does not exist"),
+            "{err}"
+        );
     }
 
     #[test]
