@@ -55,7 +55,16 @@ pub fn run(args: Args) -> ExitCode {
     let reply = match rampart_control::ctl::request(&args.socket, &command) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("rampart ctl: {}: {e}", args.socket.display());
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    " (is `rampart run` running, with [control] socket set to this path?)"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    " (check the socket's owner and mode: ls -l)"
+                }
+                _ => "",
+            };
+            eprintln!("rampart ctl: {}: {e}{hint}", args.socket.display());
             return ExitCode::FAILURE;
         }
     };
