@@ -11,11 +11,11 @@
 //!
 //! The two threads are EAL lcores, pinned by EAL: the same pinning as `forward`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
+use rampart_bench::inmem::{median, ping, pong, BouncingLine};
 use rampart_dataplane::io::dpdk::{missing_prerequisites, Eal};
 use serde_json::json;
 
@@ -36,42 +36,25 @@ pub struct Args {
 pub const ROUND_TRIPS: u64 = 100_000;
 pub const SAMPLES: usize = 5;
 
-/// The bouncing line, alone in its cache line.
-#[repr(align(64))]
-struct Line(AtomicU64);
-
 /// Median ns per round trip between the calling lcore and `peer` (an idle worker lcore).
 pub fn measure(eal: &Eal, peer: u32, round_trips: u64, samples: usize) -> Result<f64> {
     ensure!(round_trips > 0 && samples > 0, "nothing to measure");
     let mut results = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let line = Arc::new(Line(AtomicU64::new(0)));
+        let line = Arc::new(BouncingLine(AtomicU64::new(0)));
         {
             let line = line.clone();
             eal.launch(peer, move || {
-                for i in 0..round_trips {
-                    while line.0.load(Ordering::Acquire) != 2 * i + 1 {
-                        std::hint::spin_loop();
-                    }
-                    line.0.store(2 * i + 2, Ordering::Release);
-                }
+                pong(&line, round_trips);
                 0
             })
             .context("starting the ping-pong peer")?;
         }
-        let start = Instant::now();
-        for i in 0..round_trips {
-            line.0.store(2 * i + 1, Ordering::Release);
-            while line.0.load(Ordering::Acquire) != 2 * i + 2 {
-                std::hint::spin_loop();
-            }
-        }
-        let ns = start.elapsed().as_nanos() as f64 / round_trips as f64;
+        let ns = ping(&line, round_trips);
         ensure!(eal.wait(peer) == 0, "the ping-pong peer failed");
         results.push(ns);
     }
-    results.sort_by(f64::total_cmp);
-    Ok(results[results.len() / 2])
+    Ok(median(&mut results))
 }
 
 pub fn run(args: Args) -> Result<()> {

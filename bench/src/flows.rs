@@ -204,15 +204,22 @@ pub struct Templates {
 
 impl Templates {
     pub fn new(states: u32, flows: u32) -> Templates {
+        Templates::among(0..states, flows)
+    }
+
+    /// `flows` connections drawn at random among connections `range` only (a worker's
+    /// share of the table, as RSS would give it).
+    pub fn among(range: std::ops::Range<u32>, flows: u32) -> Templates {
         // The worker benchmark's xorshift and seed: the same flows in the same order.
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let frame_len = segment(0, ACK_PSH).len();
         let mut bytes = Vec::with_capacity(frame_len * flows as usize);
+        let n = u64::from(range.end.saturating_sub(range.start)).max(1);
         for _ in 0..flows {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            let frame = segment((rng % u64::from(states)) as u32, ACK_PSH);
+            let frame = segment(range.start + (rng % n) as u32, ACK_PSH);
             // Every client's segment has the same layout (IPv4, no options).
             assert_eq!(frame.len(), frame_len);
             bytes.extend_from_slice(&frame);

@@ -8,11 +8,13 @@
 //!   throughput meanwhile (see `pfsync_bulk.rs`).
 //! - `lookup-memory`: the state table's memory access pattern alone (see
 //!   `lookup_memory.rs`).
+//! - `workers`: two in-memory workers on one state table against one (see `workers.rs`).
 
 mod cross_core;
 mod forward;
 mod lookup_memory;
 mod pfsync_bulk;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -41,6 +43,8 @@ enum Command {
     /// Time the state table's two dependent random accesses per lookup (index, then
     /// state), batched as a worker batches them, beside a one-access layout.
     LookupMemory(lookup_memory::Args),
+    /// Two in-memory workers forwarding from one state table, against one worker alone.
+    Workers(workers::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::CrossCore(args) => cross_core::run(args),
         Command::PfsyncBulk(args) => pfsync_bulk::run(args),
         Command::LookupMemory(args) => lookup_memory::run(args),
+        Command::Workers(args) => workers::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

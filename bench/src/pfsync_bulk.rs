@@ -22,12 +22,12 @@ use rampart_conf::{Config, MacAddr};
 use rampart_control::pfsync::BulkPhase;
 use rampart_control::runtime::{ControlPlane, Outgoing};
 use rampart_dataplane::io::mem::MemPort;
-use rampart_dataplane::io::BURST;
 use rampart_dataplane::state::StateTableConfig;
 use rampart_dataplane::worker::{Shared, ToControl, Worker};
 use serde_json::json;
 
 use rampart_bench::flows::{self, Templates, Topology};
+use rampart_bench::inmem::{median, pin, worker_rate};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -164,15 +164,6 @@ impl Node {
     }
 }
 
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// The sender's control loop: answers what arrives on `rx`, sends its bulk into `tx` as
 /// fast as the link takes it, until `stop`. With `repeat`, a finished bulk is requested
 /// again from `request` (the worker comparison streams bulks back to back), and the link's
@@ -299,41 +290,6 @@ fn transfer(a: &mut Node, args: &Args) -> Result<Transfer> {
     })
 }
 
-/// Packets per second of the worker over `secs`, in 100 ms windows: the median window.
-fn worker_rate(worker: &mut Worker<MemPort>, templates: &Templates, secs: f64) -> f64 {
-    let mut rates = Vec::new();
-    let end = Instant::now() + Duration::from_secs_f64(secs);
-    let mut next = 0usize;
-    let mut now_ms = 1u64;
-    while Instant::now() < end {
-        let window = Instant::now();
-        let mut packets = 0u64;
-        while window.elapsed() < Duration::from_millis(100) {
-            for _ in 0..64 {
-                let port = &mut worker.ports_mut()[0];
-                for _ in 0..BURST {
-                    port.inject(templates.get(next));
-                    next = (next + 1) % templates.len();
-                }
-                worker.poll(now_ms);
-                // What left on wan goes back to lan's pool: no allocation per packet.
-                let sent = worker.ports_mut()[1].take_tx();
-                worker.ports_mut()[0].pool.extend(sent);
-                packets += BURST as u64;
-            }
-            now_ms += 1;
-        }
-        rates.push(packets as f64 / window.elapsed().as_secs_f64());
-    }
-    rates.sort_by(f64::total_cmp);
-    rates.get(rates.len() / 2).copied().unwrap_or(0.0)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub fn run(args: Args) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
@@ -395,8 +351,8 @@ pub fn run(args: Args) -> Result<()> {
         let (cpu_a, cpu_b) = (args.cpu_a, args.cpu_b);
         pin(cpu_b);
         // Warm up, then the worker alone (the control core idles on its CPU).
-        worker_rate(&mut worker, &templates, 0.5);
-        let idle = worker_rate(&mut worker, &templates, args.worker_secs);
+        worker_rate(&mut worker, &templates, 0, 0.5);
+        let idle = worker_rate(&mut worker, &templates, 0, args.worker_secs);
         // The other CPU merely busy (arithmetic, no memory): what any busy neighbour costs
         // on this machine (vCPUs may share a physical core), apart from the bulk's reads.
         let spin_stop = AtomicBool::new(false);
@@ -414,7 +370,7 @@ pub fn run(args: Args) -> Result<()> {
                     std::hint::black_box(x);
                 }
             });
-            let rate = worker_rate(&mut worker, &templates, args.worker_secs);
+            let rate = worker_rate(&mut worker, &templates, 0, args.worker_secs);
             spin_stop.store(true, Ordering::Relaxed);
             rate
         });
@@ -436,7 +392,7 @@ pub fn run(args: Args) -> Result<()> {
                     Ordering::Relaxed,
                 );
             });
-            let rate = worker_rate(&mut worker, &templates, args.worker_secs);
+            let rate = worker_rate(&mut worker, &templates, 0, args.worker_secs);
             stop.store(true, Ordering::Relaxed);
             rate
         });

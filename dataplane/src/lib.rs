@@ -30,3 +30,18 @@ pub fn prefetch<T>(addr: *const T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
 }
+
+/// [`prefetch`] for a line about to be written (`prefetchw`): fetched for ownership, so
+/// the write that follows does not have to take the line from another core's cache then.
+/// For what several cores write, such as the state shards' locks.
+#[inline(always)]
+pub fn prefetch_write<T>(addr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint and never faults; `prefetchw` is in the 0F 0D opcode
+    // space that every x86-64 CPU decodes (as a no-op where it lacks the instruction).
+    unsafe {
+        std::arch::asm!("prefetchw [{0}]", in(reg) addr, options(nostack, preserves_flags, readonly));
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}

@@ -375,6 +375,14 @@ impl StateTable {
         }
     }
 
+    /// Hints the CPU to take ownership of the lock line of `hash`'s shard, so that a lock
+    /// last taken by another worker is on its way while the burst is prepared, rather than
+    /// a stall at the lock.
+    #[inline]
+    pub fn prefetch_lock(&self, hash: u64) {
+        crate::prefetch_write(&*self.shards[(hash & self.shard_mask) as usize]);
+    }
+
     /// Locks the shard that holds `hash`'s key. A worker holds it while it filters one
     /// packet, so checking for a state and creating it are one atomic step.
     #[inline]

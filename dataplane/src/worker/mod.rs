@@ -410,6 +410,7 @@ impl<P: Port> Worker<P> {
         // By now the first index lines have landed: look at them and prefetch the states.
         for p in prepared[..n].iter().filter(|p| p.parsed.is_ok()) {
             self.states.prefetch_state(p.hash);
+            self.states.prefetch_lock(p.hash);
         }
         // Stage 2: decide and act on each frame.
         for (mut buf, p) in rx.drain(..).zip(prepared.iter()) {
