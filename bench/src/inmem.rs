@@ -29,6 +29,9 @@ pub fn worker_rate(
     first: usize,
     secs: f64,
 ) -> f64 {
+    if templates.is_empty() {
+        return 0.0;
+    }
     let mut rates = Vec::new();
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let mut next = first % templates.len();

@@ -80,8 +80,8 @@ pub fn run(args: Args) -> Result<()> {
     if args.cpu_a == args.cpu_b || args.cpu_a >= cpus || args.cpu_b >= cpus {
         bail!("--cpu-a and --cpu-b must be two different CPUs of the {cpus} here");
     }
-    if args.runs == 0 || args.states == 0 {
-        bail!("--runs and --states must be positive");
+    if args.runs == 0 || args.states < 2 {
+        bail!("--runs must be positive and --states at least 2 (each worker gets half)");
     }
     let topology = Topology {
         lan_device: "net_null0",
