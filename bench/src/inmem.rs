@@ -19,6 +19,22 @@ pub fn pin(cpu: usize) {
     }
 }
 
+/// Arithmetic on `cpu` until `stop`, touching no memory: a busy neighbour, to tell what
+/// any busy CPU beside a worker costs on this machine (vCPUs may share a physical core)
+/// from what sharing memory costs.
+pub fn spin_until(cpu: usize, stop: &std::sync::atomic::AtomicBool) {
+    pin(cpu);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        std::hint::black_box(x);
+    }
+}
+
 /// Packets per second of `worker` (lan = port 0, wan = port 1) over `secs`, in 100 ms
 /// windows: the median window. Each burst's frames are copied from `templates`, starting
 /// at template `first`, into pooled buffers, as a NIC's DMA would write them; what leaves

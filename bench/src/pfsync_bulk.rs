@@ -27,7 +27,7 @@ use rampart_dataplane::worker::{Shared, ToControl, Worker};
 use serde_json::json;
 
 use rampart_bench::flows::{self, Templates, Topology};
-use rampart_bench::inmem::{median, pin, worker_rate};
+use rampart_bench::inmem::{median, pin, spin_until, worker_rate};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -358,18 +358,7 @@ pub fn run(args: Args) -> Result<()> {
         let spin_stop = AtomicBool::new(false);
         let busy_neighbour = std::thread::scope(|scope| {
             let spin_stop = &spin_stop;
-            scope.spawn(move || {
-                pin(cpu_a);
-                let mut x = 0x9e37_79b9_7f4a_7c15u64;
-                while !spin_stop.load(Ordering::Relaxed) {
-                    for _ in 0..1000 {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                    }
-                    std::hint::black_box(x);
-                }
-            });
+            scope.spawn(move || spin_until(cpu_a, spin_stop));
             let rate = worker_rate(&mut worker, &templates, 0, args.worker_secs);
             spin_stop.store(true, Ordering::Relaxed);
             rate

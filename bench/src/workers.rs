@@ -29,7 +29,7 @@ use rampart_dataplane::worker::{Shared, Worker};
 use serde_json::json;
 
 use rampart_bench::flows::{self, Templates, Topology};
-use rampart_bench::inmem::{median, pin, round_trip_ns, worker_rate};
+use rampart_bench::inmem::{median, pin, round_trip_ns, spin_until, worker_rate};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -59,20 +59,6 @@ pub struct Args {
 fn worker(id: u16, shared: &Shared) -> Worker<MemPort> {
     let control = Arc::new(ArrayQueue::new(1024));
     Worker::new(id, vec![MemPort::new(), MemPort::new()], shared, control)
-}
-
-/// Arithmetic on `cpu` until `stop`, touching no memory.
-fn spin_until(cpu: usize, stop: &AtomicBool) {
-    pin(cpu);
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    while !stop.load(Ordering::Relaxed) {
-        for _ in 0..1000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-        std::hint::black_box(x);
-    }
 }
 
 pub fn run(args: Args) -> Result<()> {
