@@ -673,12 +673,14 @@ fn directed_broadcasts_are_neither_forwarded_nor_answered() {
         &[
             (1000, to_broadcast("192.0.2.255")),
             (1001, to_broadcast("255.255.255.255")),
-            (1002, transit),
+            // Other multicast: not routed, and nothing here joined the group.
+            (1002, to_broadcast("239.1.2.3")),
+            (1003, transit),
         ],
         &[],
         &[],
     );
-    assert_eq!(c["drops"]["local"], 2, "{c}");
+    assert_eq!(c["drops"]["local"], 3, "{c}");
     assert_eq!(c["forwarded"], 1, "{c}");
     assert!(lab.frames("lan").is_empty(), "nothing answers a broadcast");
     let wan = lab.frames("wan");

@@ -710,38 +710,47 @@ impl<P: Port> Worker<P> {
 
     fn is_local_destination(&self, port: u16, dst: IpAddr) -> LocalKind {
         let maybe_local = self.local.may_contain(dst);
-        if maybe_local && self.interfaces.is_local(dst).is_some() {
-            return LocalKind::Own;
-        }
         match dst {
             IpAddr::V4(a) => {
+                // Multicast (CARP's and pfsync's groups among them) and the limited
+                // broadcast are all at 224.0.0.0 and above: one compare for the rest.
                 let o = a.octets();
-                if o == CARP_V4 || o == PFSYNC_V4 {
-                    return LocalKind::ControlGroup;
+                if o[0] >= 224 {
+                    if o == CARP_V4 || o == PFSYNC_V4 {
+                        return LocalKind::ControlGroup;
+                    }
+                    if a.is_multicast() || a.is_broadcast() {
+                        return LocalKind::OtherMulticast;
+                    }
+                }
+                if !maybe_local {
+                    return LocalKind::NotLocal;
+                }
+                if self.interfaces.is_local(dst).is_some() {
+                    return LocalKind::Own;
                 }
                 // Directed broadcasts are in the Bloom filter: only a maybe-local
                 // destination can be one.
-                if a.is_multicast()
-                    || a.is_broadcast()
-                    || (maybe_local && self.interfaces.is_directed_broadcast(port, dst))
-                {
+                if self.interfaces.is_directed_broadcast(port, dst) {
                     return LocalKind::OtherMulticast;
                 }
             }
             IpAddr::V6(a) => {
-                if u128::from(a) == CARP_V6 {
-                    return LocalKind::ControlGroup;
-                }
                 if a.is_multicast() {
+                    if u128::from(a) == CARP_V6 {
+                        return LocalKind::ControlGroup;
+                    }
                     return LocalKind::OtherMulticast;
                 }
-                if maybe_local && a == self.interfaces.ipv6_link_local(port) {
+                if !maybe_local {
+                    return LocalKind::NotLocal;
+                }
+                if self.interfaces.is_local(dst).is_some()
+                    || a == self.interfaces.ipv6_link_local(port)
+                {
                     return LocalKind::Own;
                 }
             }
-        }
-        if !maybe_local {
-            return LocalKind::NotLocal;
         }
         match self.vips.lookup_addr(dst) {
             Some(v) if self.vips.is_master(v.group) => LocalKind::Own,
@@ -1185,13 +1194,18 @@ fn new_state(
 fn decrement_ttl(data: &mut [u8], f: &ParsedFrame) {
     let l3 = f.l3_offset as usize;
     if f.src.is_ipv4() {
-        let old = u16::from_be_bytes([data[l3 + 8], data[l3 + 9]]);
-        data[l3 + 8] -= 1;
-        let new = u16::from_be_bytes([data[l3 + 8], data[l3 + 9]]);
-        let ck = u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]);
-        data[l3 + 10..l3 + 12].copy_from_slice(&checksum::update_u16(ck, old, new).to_be_bytes());
-    } else {
-        data[l3 + 7] -= 1;
+        // The parser saw a whole IPv4 header here; TTL is byte 8, the checksum bytes 10–11.
+        let Some(h) = data.get_mut(l3 + 8..l3 + 12) else {
+            return;
+        };
+        // TTL is the high byte of the 16-bit word at offset 8: it drops by 0x0100.
+        let old = u16::from_be_bytes([h[0], h[1]]);
+        h[0] = h[0].wrapping_sub(1);
+        let ck = u16::from_be_bytes([h[2], h[3]]);
+        let ck = checksum::update_u16(ck, old, old.wrapping_sub(0x0100));
+        h[2..4].copy_from_slice(&ck.to_be_bytes());
+    } else if let Some(hop_limit) = data.get_mut(l3 + 7) {
+        *hop_limit = hop_limit.wrapping_sub(1);
     }
 }
 
