@@ -773,14 +773,14 @@ impl Validator<'_> {
                     "a CARP group needs at least one virtual address",
                 );
             }
-            // advbase 0 gives sub-second intervals (OpenBSD allows it), as long as the
-            // interval (advbase + advskew/256 s) is not zero.
+            // advbase 0 gives sub-second intervals (OpenBSD allows it); with advskew 0 as
+            // well, OpenBSD's carp_setrun advertises every 1/256 s (protocols.md §2.2).
             let advbase_span = c.advbase.as_ref().map(|a| a.span());
             let advbase = self.bounded(file, c.advbase, "advbase", 0, 254, 1) as u8;
             let advskew = self.bounded(file, c.advskew, "advskew", 0, 254, 0) as u8;
             if advbase == 0 && advskew == 0 {
                 let at = advbase_span.unwrap_or(span.clone());
-                self.err(file, at, "advbase 0 needs advskew above 0: the advertisement interval (advbase + advskew/256 s) would be zero");
+                self.warn(file, at, "advbase 0 with advskew 0 advertises every 1/256 s (256 advertisements a second), as OpenBSD does; a backup takes over after 3/256 s of silence");
             }
             let mut key = [0u8; 20];
             if let Some(p) = &c.passphrase {
