@@ -379,7 +379,8 @@ pub enum Action {
     /// The requester's bulk update moved on.
     Bulk(BulkEvent),
     /// The peer acknowledged the insert of a state whose first packet is held
-    /// ([`state_deferred`](PfsyncEngine::state_deferred)): transmit that packet now.
+    /// ([`state_deferred`](PfsyncEngine::state_deferred)): transmit that packet now. Sent on
+    /// an INS_ACK and on any UPD / UPD_C for the state (nothing may be held for it).
     Release(StateId),
 }
 
@@ -1139,6 +1140,10 @@ impl PfsyncEngine {
         };
         let stale = merge.apply(&mut local.clone(), now.as_millis() as u64);
         out.push(Action::Apply(StateChange::Update(merge)));
+        // Any update for the state tells us the peer has it: a packet held for its INS_ACK
+        // goes now (pfsync_deferred from pfsync_in_upd / pfsync_in_upd_c, §3.6). The peer
+        // sends a UPD_C instead of the ack when the state changed before its flush.
+        out.push(Action::Release(id));
         if let Some(known) = self.index.get_mut(&id) {
             known.peer_touched = Some(now);
         }

@@ -316,8 +316,9 @@ impl<P: Port> Worker<P> {
         self.sync = Some(queue);
     }
 
-    /// `[pfsync] defer`: the packet that creates a state goes to the control core, which
-    /// transmits it once the peer has the state (or after 20 ms). Needs a sync queue.
+    /// `[pfsync] defer`: a packet that creates a state on its outbound pass (as pf's
+    /// `pfsync_defer`, called only for `PF_OUT`) goes to the control core, which transmits
+    /// it once the peer has the state (or after 20 ms). Needs a sync queue.
     pub fn set_defer(&mut self, defer: bool) {
         self.defer = defer && self.sync.is_some();
     }
@@ -940,7 +941,10 @@ impl<P: Port> Worker<P> {
                                 id: st.id,
                                 creator: st.creator,
                             });
-                            if self.defer {
+                            // pf defers only a packet that creates its state on the
+                            // outbound pass, and never a broadcast or multicast one
+                            // (protocols.md §3.6); transit broadcasts never get here.
+                            if self.defer && !inbound && !f.dst.is_multicast() {
                                 self.deferred = Some((st.key, st.id, st.creator));
                             }
                         }

@@ -945,6 +945,43 @@ fn a_deferred_insert_asks_for_an_ack_at_once_and_the_ack_releases_it() {
 }
 
 #[test]
+fn an_update_from_the_peer_releases_a_deferred_packet_without_an_ack() {
+    // OpenBSD's pfsync_in_upd_c releases a deferral too: the peer's UPD_C replaces the
+    // INS_ACK it had queued when the state changes before its flush.
+    let mut pair = Pair::new();
+    let state = tcp_state(9, T0);
+    let hash = pair.a.table.hash(&state.key);
+    let stored = {
+        let mut shard = pair.a.table.lock(hash);
+        let idx = shard.insert(hash, state).unwrap();
+        shard.get(idx).clone()
+    };
+    let id = StateId::new(stored.id, stored.creator);
+    pair.a.engine.state_deferred(stored.key, id, T0);
+    let sent = pair.a.poll(T0);
+    // fw-b installs it; its INS_ACK is lost, and the state moves on fw-b.
+    let acks = pair.b.receive(ADDR_A, &sent[0], T0);
+    assert_eq!(messages(&acks), vec![Message::InsAck(id)]);
+    pair.b.update(&stored.key, T0, |s| {
+        s.peers[1].state = tcps::ESTABLISHED;
+        s.peers[0].state = tcps::ESTABLISHED;
+    });
+    let updates = pair.b.poll(T0 + SEC);
+    assert!(
+        messages(&updates)
+            .iter()
+            .any(|m| matches!(m, Message::UpdC(u) if u.state_id() == id)),
+        "{:?}",
+        messages(&updates)
+    );
+    assert!(pair.a.released.is_empty());
+    for d in &updates {
+        pair.a.receive(ADDR_B, d, T0 + SEC);
+    }
+    assert_eq!(pair.a.released, vec![id], "the UPD_C released it");
+}
+
+#[test]
 fn with_a_key_only_authenticated_packets_count() {
     let key: Arc<[u8]> = Arc::from(&b"a long random secret"[..]);
     let mut pair = Pair::with(|c| c.auth_key = Some(Arc::clone(&key)));
