@@ -325,6 +325,19 @@ pub fn tcp_timeout(src: u8, dst: u8) -> Timeout {
     }
 }
 
+/// Whether the TCP sequence number quoted by an ICMP error could have been sent by
+/// `sender` (pf_test_state_icmp): inside `[seqlo − receiver's window, seqhi]`. A forged
+/// error for a live connection (a blind reset by ICMP) fails this.
+pub fn quoted_seq_in_window(sender: &Peer, receiver: &Peer, seq: u32) -> bool {
+    let dws = if sender.wscale != 0 && receiver.wscale != 0 {
+        receiver.wscale & WSCALE_MASK
+    } else {
+        0
+    };
+    let window = (receiver.max_win as u32).wrapping_shl(dws as u32);
+    seq_geq(sender.seqhi, seq) && seq_geq(seq, sender.seqlo.wrapping_sub(window))
+}
+
 /// What a SYN arriving on an existing state means (`pf_test_state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SynOnState {

@@ -822,17 +822,23 @@ impl<P: Port> Worker<P> {
     ) -> Result<(), Outcome> {
         let f = &p.frame;
         // ICMP errors belong to the connection they quote.
-        if let L4::Icmp(i) | L4::Icmpv6(i) = f.l4 {
-            if i.is_error && self.related_to_state(buf.data(), f, now_ms) {
-                self.stats.state_hits.inc();
-                self.stats.passed.inc();
-                return Ok(());
+        let icmp_error = matches!(f.l4, L4::Icmp(i) | L4::Icmpv6(i) if i.is_error);
+        if icmp_error {
+            match self.related_to_state(buf.data(), f, now_ms) {
+                Related::State => {
+                    self.stats.state_hits.inc();
+                    self.stats.passed.inc();
+                    return Ok(());
+                }
+                // A state exists but never sent what is quoted: dropped, no rules (pf).
+                Related::OutOfWindow => return Err(Outcome::Drop(DropReason::StateMismatch)),
+                Related::None => {}
             }
         }
         let states = &*self.states;
         let mut shard = states.lock(p.hash);
         self.stats.state_searches.inc();
-        let mut found = shard.find(&p.key, p.hash, now_ms);
+        let found = shard.find(&p.key, p.hash, now_ms);
         // A bare SYN on a closed state reuses the port: pf purges the old state and drops
         // the SYN; its retransmission creates a fresh state.
         if let (Some(idx), Some(t)) = (found, f.tcp()) {
@@ -846,9 +852,16 @@ impl<P: Port> Worker<P> {
                         creator: st.creator,
                     });
                     shard.remove(idx, p.hash);
-                    found = None;
+                    return Err(Outcome::Drop(DropReason::StateMismatch));
                 }
-                SynOnState::ChallengeAck => return Err(Outcome::Drop(DropReason::StateMismatch)),
+                SynOnState::ChallengeAck => {
+                    // pf_send_challenge_ack: an ACK from the SYN's destination carrying
+                    // the sequence numbers the connection is at, so a peer that rebooted
+                    // and reuses the ports answers with a RST that clears the state.
+                    let (seq, ack) = (st.peers[1 - s].seqlo, st.peers[s].seqlo);
+                    drop(shard);
+                    return Err(self.answer_tcp(in_port, buf, f, own_mac, seq, ack, TCP_ACK));
+                }
             }
         }
         let from_initiator = found.map(|idx| shard.get(idx).sender(p.src_first) == 0);
@@ -858,7 +871,7 @@ impl<P: Port> Worker<P> {
             let out_bit = out_port.map_or(0, |_| State::cover_bit(init, false));
             let needed = State::cover_bit(init, true) | out_bit;
             if shard.get(idx).covers & needed == needed {
-                self.track(shard.get_mut(idx), p, buf.data(), now_ms)?;
+                self.track(shard.get_mut(idx), p, buf, in_port, own_mac, now_ms)?;
                 self.stats.passed.inc();
                 self.stats.state_hits.inc();
                 return Ok(());
@@ -874,7 +887,7 @@ impl<P: Port> Worker<P> {
             if let (Some(idx), Some(init)) = (found, from_initiator) {
                 if shard.get(idx).covers(init, inbound) {
                     if !tracked {
-                        self.track(shard.get_mut(idx), p, buf.data(), now_ms)?;
+                        self.track(shard.get_mut(idx), p, buf, in_port, own_mac, now_ms)?;
                         tracked = true;
                     }
                     by_state = true;
@@ -899,7 +912,9 @@ impl<P: Port> Worker<P> {
                 drop(shard);
                 return Err(self.blocked(in_port, buf, f, v, own_mac));
             }
-            if v.keep_state && keep.is_none() {
+            // An ICMP error never creates a state (pf's `!ctx.state_icmp`): it belongs to
+            // the connection it quotes, or to none.
+            if v.keep_state && keep.is_none() && !icmp_error {
                 keep = Some((v, inbound));
             }
         }
@@ -919,7 +934,7 @@ impl<P: Port> Worker<P> {
             (Some(idx), _) if by_state || keep.is_some() => {
                 let init = from_initiator.unwrap_or(true);
                 if !tracked {
-                    self.track(shard.get_mut(idx), p, buf.data(), now_ms)?;
+                    self.track(shard.get_mut(idx), p, buf, in_port, own_mac, now_ms)?;
                 }
                 shard.get_mut(idx).covers |= cover_all(init);
             }
@@ -960,15 +975,19 @@ impl<P: Port> Worker<P> {
         Ok(())
     }
 
-    /// Updates a state with a packet that matched it (pf's `pf_test_state`).
+    /// Updates a state with a packet that matched it (pf's `pf_test_state`). `Err`: the
+    /// packet is dropped, or answered (a RST for a handshake mismatch).
     fn track(
         &self,
         st: &mut State,
         p: &Prepared,
-        frame: &[u8],
+        buf: &mut P::Buf,
+        in_port: u16,
+        own_mac: MacAddr,
         now_ms: u64,
     ) -> Result<(), Outcome> {
         let f = &p.frame;
+        let frame = buf.data();
         let s = st.sender(p.src_first);
         let before = (st.last_ms, st.peers[0].state, st.peers[1].state);
         let (a, b) = st.peers.split_at_mut(1);
@@ -986,8 +1005,14 @@ impl<P: Port> Worker<P> {
                         st.timeout = class;
                     }
                     TcpVerdict::PassLoose => {}
-                    TcpVerdict::Mismatch | TcpVerdict::MismatchResetHandshake => {
-                        return Err(Outcome::Drop(DropReason::StateMismatch));
+                    TcpVerdict::Mismatch => return Err(Outcome::Drop(DropReason::StateMismatch)),
+                    // Both ends in SYN_SENT and the segment fits neither: pf resets the
+                    // sender's side and answers a RST (unless it is one) at its ACK.
+                    TcpVerdict::MismatchResetHandshake => {
+                        if t.flags.bits() & TCP_RST != 0 {
+                            return Err(Outcome::Drop(DropReason::StateMismatch));
+                        }
+                        return Err(self.answer_tcp(in_port, buf, f, own_mac, t.ack, 0, TCP_RST));
                     }
                 }
             }
@@ -1024,11 +1049,16 @@ impl<P: Port> Worker<P> {
         Ok(())
     }
 
-    /// Whether an ICMP error quotes a packet of a connection in the state table.
-    fn related_to_state(&self, frame: &[u8], f: &ParsedFrame, now_ms: u64) -> bool {
+    /// Whether an ICMP error quotes a packet of a connection in the state table, as
+    /// pf_test_state_icmp decides it: the error must go back to the quoted packet's
+    /// sender, and a quoted TCP sequence number must lie in that sender's window.
+    fn related_to_state(&self, frame: &[u8], f: &ParsedFrame, now_ms: u64) -> Related {
         let Ok(q) = parse_quoted(f.payload(frame), f.src.is_ipv6()) else {
-            return false;
+            return Related::None;
         };
+        if q.src != f.dst {
+            return Related::None;
+        }
         let (sport, dport) = match q.l4 {
             QuotedL4::Tcp {
                 src_port, dst_port, ..
@@ -1039,10 +1069,42 @@ impl<P: Port> Worker<P> {
             } => (id, id),
             _ => (0, 0),
         };
-        let (key, _) = StateKey::new(q.protocol, q.src, sport, q.dst, dport);
+        let (key, src_first) = StateKey::new(q.protocol, q.src, sport, q.dst, dport);
         let hash = self.states.hash(&key);
         let mut shard = self.states.lock(hash);
-        shard.find(&key, hash, now_ms).is_some()
+        let Some(idx) = shard.find(&key, hash, now_ms) else {
+            return Related::None;
+        };
+        if let QuotedL4::Tcp { seq, .. } = q.l4 {
+            let st = shard.get(idx);
+            let s = st.sender(src_first);
+            if !tcp::quoted_seq_in_window(&st.peers[s], &st.peers[1 - s], seq) {
+                return Related::OutOfWindow;
+            }
+        }
+        Related::State
+    }
+
+    /// Answers a TCP segment with a bare segment from its destination (pf_send_tcp) on the
+    /// port it came in by; the segment itself is dropped (counted as state-mismatch).
+    #[allow(clippy::too_many_arguments)]
+    fn answer_tcp(
+        &self,
+        in_port: u16,
+        buf: &mut P::Buf,
+        f: &ParsedFrame,
+        own_mac: MacAddr,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+    ) -> Outcome {
+        if reply::tcp_answer(buf, f, own_mac, seq, ack, flags) {
+            self.stats.count_drop(DropReason::StateMismatch);
+            self.stats.replies.inc();
+            Outcome::Transmit(in_port)
+        } else {
+            Outcome::Drop(DropReason::StateMismatch)
+        }
     }
 
     /// A blocked packet: dropped, or answered as the rule says (`return`).
@@ -1071,6 +1133,20 @@ impl<P: Port> Worker<P> {
         Outcome::Drop(DropReason::Match)
     }
 }
+
+/// What an ICMP error's quoted packet finds in the state table.
+enum Related {
+    /// No state: the rules decide.
+    None,
+    /// The state of the connection it quotes: passed by that state.
+    State,
+    /// A TCP state whose sender never sent the quoted sequence number.
+    OutOfWindow,
+}
+
+/// TCP flag bits for the segments pf sends itself.
+const TCP_ACK: u8 = 0x10;
+const TCP_RST: u8 = 0x04;
 
 enum LocalKind {
     NotLocal,

@@ -137,6 +137,21 @@ pub fn tcp_reset<B: PacketBuf>(buf: &mut B, p: &ParsedFrame, own: MacAddr) -> bo
         }
         (0, ack, 0x14)
     };
+    tcp_answer(buf, p, own, seq, ack, rflags)
+}
+
+/// Turns a TCP segment into a bare segment (no payload, no options, window 0) back to its
+/// sender, from its destination: pf's `pf_send_tcp(…, pd->dst, pd->src, th_dport, th_sport,
+/// seq, ack, flags, …)`, as for `block return`, the challenge ACK and the handshake-mismatch RST.
+pub fn tcp_answer<B: PacketBuf>(
+    buf: &mut B,
+    p: &ParsedFrame,
+    own: MacAddr,
+    seq: u32,
+    ack: u32,
+    rflags: u8,
+) -> bool {
+    let L4::Tcp(t) = p.l4 else { return false };
     let l3 = p.l3_offset as usize;
     let ip_len = if p.src.is_ipv4() { 20 } else { 40 };
     if !buf.set_frame_len(l3 + ip_len + 20) {
