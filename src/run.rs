@@ -374,9 +374,11 @@ fn run_appliance(config: Config) -> Result<()> {
             control_tx.send(iface, &frame);
         }
     }
+    // What the control plane produced while told how its last frames fared.
+    let mut carried: Outgoing = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let now = start.elapsed();
-        let mut out: Outgoing = Vec::new();
+        let mut out: Outgoing = std::mem::take(&mut carried);
         if now >= last_link_check + Duration::from_millis(500) {
             last_link_check = now;
             for (i, p) in ports.iter().enumerate() {
@@ -424,13 +426,16 @@ fn run_appliance(config: Config) -> Result<()> {
             });
         }
         for (iface, frame) in out {
-            if control_tx.send(iface, &frame) {
+            let ok = control_tx.send(iface, &frame);
+            if ok {
                 control_sent += 1;
             } else {
                 control_tx_failed += 1;
             }
+            // CARP counts its adverts that could not leave (send-error demotion).
+            plane.transmitted(iface, &frame, ok, now, &mut carried);
         }
-        if handled > 0 || plane.busy() {
+        if handled > 0 || plane.busy() || !carried.is_empty() {
             // Frames are arriving (a bulk update, say) or a bulk is going out: no nap.
             std::thread::yield_now();
             continue;

@@ -28,6 +28,9 @@ pub enum DemotionReason {
     PfsyncLink,
     /// The operator's `carpdemote`.
     Operator,
+    /// Group `n` (its index in the configuration's `[[carp]]` list) failed to send
+    /// 3 advertisements in a row (OpenBSD's "> snderrors"); released after as many successes.
+    SendErrors(u16),
 }
 
 impl fmt::Display for DemotionReason {
@@ -37,6 +40,9 @@ impl fmt::Display for DemotionReason {
             DemotionReason::PfsyncBulk => f.write_str("pfsync bulk update in progress"),
             DemotionReason::PfsyncLink => f.write_str("pfsync sync link not up"),
             DemotionReason::Operator => f.write_str("operator"),
+            DemotionReason::SendErrors(group) => {
+                write!(f, "advertisements of group {group} failing to send")
+            }
         }
     }
 }

@@ -34,6 +34,12 @@ fn timeval_us(seconds: u64, advskew: u8) -> u64 {
     seconds * MICROS_PER_SECOND + u64::from(advskew) * MICROS_PER_SECOND / 256
 }
 
+/// Consecutive advertisement send failures that demote the node, and the successes after
+/// them that release it (OpenBSD's `CARP_SENDAD_MAX_ERRORS` / `CARP_SENDAD_MIN_SUCCESS`:
+/// 3 × the vhosts of the carp interface, one per group here).
+const SENDAD_MAX_ERRORS: u32 = 3;
+const SENDAD_MIN_SUCCESS: u32 = 3;
+
 /// The advertisement interval (§2.2): advbase + advskew/256 s, and 1/256 s if both are 0.
 pub fn advert_interval(advbase: u8, advskew: u8) -> Duration {
     Duration::from_micros(timeval_us(u64::from(advbase), advskew).max(MIN_INTERVAL_US))
@@ -448,6 +454,10 @@ struct Group {
     ident_state: u64,
     hmac_warnings: RateLimit,
     loop_warnings: RateLimit,
+    /// Consecutive advertisements that failed to leave (OpenBSD's `sc_sendad_errors`), and
+    /// the successes counted since the demotion they caused (`sc_sendad_success`).
+    send_errors: u32,
+    send_successes: u32,
     status: GroupStatus,
 }
 
@@ -488,6 +498,8 @@ impl Group {
             ident_state: config.replay_cookie ^ 0x9e37_79b9_7f4a_7c15,
             hmac_warnings: RateLimit::default(),
             loop_warnings: RateLimit::default(),
+            send_errors: 0,
+            send_successes: 0,
             status: GroupStatus {
                 vhid: config.vhid,
                 iface: config.iface,
@@ -1005,6 +1017,38 @@ impl CarpEngine {
     pub fn set_pfsync_bulk_in_progress(&mut self, in_progress: bool, now: Duration) -> Vec<Action> {
         let value = if in_progress { PFSYNC_BULK_DEMOTION } else { 0 };
         self.set_demotion(DemotionReason::PfsyncBulk, value, now)
+    }
+
+    /// Whether an advertisement of the group with `vhid` on `iface` left (the caller's
+    /// transmit succeeded). As OpenBSD's carp_send_ad: 3 failures in a row (3 × the vhosts
+    /// of a carp interface; one here) demote the node by 1, and as many successes after
+    /// that release it, so a node whose adverts cannot leave stops being preferred.
+    pub fn advert_sent(&mut self, iface: u16, vhid: u8, ok: bool, now: Duration) -> Vec<Action> {
+        let Some(id) = self.group_id(iface, vhid) else {
+            return Vec::new();
+        };
+        let group = &mut self.groups[id.index()];
+        let mut change = None;
+        if !ok {
+            group.send_errors = group.send_errors.saturating_add(1);
+            group.send_successes = 0;
+            if group.send_errors == SENDAD_MAX_ERRORS {
+                change = Some(1);
+            }
+        } else if group.send_errors >= SENDAD_MAX_ERRORS {
+            group.send_successes += 1;
+            if group.send_successes >= SENDAD_MIN_SUCCESS {
+                group.send_errors = 0;
+                group.send_successes = 0;
+                change = Some(0);
+            }
+        } else {
+            group.send_errors = 0;
+        }
+        match change {
+            Some(value) => self.set_demotion(DemotionReason::SendErrors(id.0), value, now),
+            None => Vec::new(),
+        }
     }
 
     /// The node's total demotion.

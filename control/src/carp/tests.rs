@@ -1018,6 +1018,49 @@ fn demotion_reasons_are_booked_separately_and_capped_at_255_on_the_wire() {
 }
 
 #[test]
+fn adverts_that_cannot_leave_demote_the_node_until_they_can_again() {
+    // OpenBSD's carp_send_ad: 3 failures in a row → +1 ("> snderrors"), advertised at once;
+    // 3 successes after that → −1. A failure between successes starts the count again.
+    let (mut e, t) = master_engine(tv1_group());
+    let g = tv1_group();
+    let (iface, vhid) = (g.iface, g.vhid);
+    assert!(e.advert_sent(iface, vhid, false, t).is_empty());
+    assert!(
+        e.advert_sent(iface, vhid, true, t).is_empty(),
+        "a success resets the run"
+    );
+    assert!(e.advert_sent(iface, vhid, false, t).is_empty());
+    assert!(e.advert_sent(iface, vhid, false, t).is_empty());
+    assert_eq!(e.demotion(), 0);
+    let actions = e.advert_sent(iface, vhid, false, t);
+    assert_eq!(e.demotion(), 1, "the third failure in a row demotes");
+    assert_eq!(
+        carp_header_v4(adverts(&actions)[0])[4],
+        1,
+        "advertised at once"
+    );
+    assert!(e
+        .demotion_reasons()
+        .any(|(r, n)| r == DemotionReason::SendErrors(0) && n == 1));
+    // More failures do not stack.
+    e.advert_sent(iface, vhid, false, t);
+    assert_eq!(e.demotion(), 1);
+    e.advert_sent(iface, vhid, true, t);
+    e.advert_sent(iface, vhid, true, t);
+    e.advert_sent(iface, vhid, false, t); // the successes start over
+    e.advert_sent(iface, vhid, true, t);
+    e.advert_sent(iface, vhid, true, t);
+    assert_eq!(e.demotion(), 1);
+    e.advert_sent(iface, vhid, true, t);
+    assert_eq!(e.demotion(), 0, "three successes release it");
+    // Another group's vhid, or another interface, is not ours to count.
+    assert!(e
+        .advert_sent(iface, vhid.wrapping_add(1), false, t)
+        .is_empty());
+    assert!(e.advert_sent(iface + 1, vhid, false, t).is_empty());
+}
+
+#[test]
 fn construction_refuses_what_openbsd_would_not_run() {
     let bad = |g: GroupConfig| CarpEngine::new(vec![g]).unwrap_err();
     assert_eq!(

@@ -12,6 +12,8 @@ use std::time::Duration;
 use rampart_conf::Config;
 use rampart_dataplane::io::PacketBuf;
 use rampart_dataplane::state::table::SweepCursor;
+use rampart_dataplane::wire::ip_protocol;
+use rampart_dataplane::wire::parse::parse_frame;
 use rampart_dataplane::worker::{Shared, SyncQueue, ToControl};
 use serde_json::{json, Value};
 
@@ -252,6 +254,33 @@ impl ControlPlane {
                 }
             }
         }
+    }
+
+    /// The caller transmitted `frame` (one of `out`'s) on `iface`, successfully or not. A
+    /// CARP advertisement's fate feeds OpenBSD's send-error demotion (§2.4); other frames
+    /// are not looked at beyond their headers.
+    pub fn transmitted(
+        &mut self,
+        iface: u16,
+        frame: &[u8],
+        ok: bool,
+        now: Duration,
+        out: &mut Outgoing,
+    ) {
+        if !self.carp_enabled {
+            return;
+        }
+        let Ok(f) = parse_frame(frame) else { return };
+        if f.ip_version().is_none() || f.protocol != ip_protocol::CARP {
+            return;
+        }
+        // Version 2, type 1 (an advertisement), then the vhid.
+        let at = f.l4_offset as usize;
+        let (Some(&0x21), Some(&vhid)) = (frame.get(at), frame.get(at + 1)) else {
+            return;
+        };
+        let actions = self.carp.advert_sent(iface, vhid, ok, now);
+        self.apply(actions, now, out);
     }
 
     /// Timers: CARP's, neighbour retries, and a slice of the state sweep.
