@@ -36,8 +36,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use rampart_conf::proto;
 use rampart_dataplane::state::tcp::{single, tcps, Peer};
 use rampart_dataplane::state::{
-    State, StateKey, Timeout, TimeoutTable, COVER_IN, COVER_OUT, STATE_INITIATOR_IS_1, STATE_LOG,
-    STATE_OUTBOUND,
+    State, StateKey, Timeout, TimeoutTable, COVER_IN, COVER_OUT, STATE_IF_BOUND,
+    STATE_INITIATOR_IS_1, STATE_LOG, STATE_OUTBOUND,
 };
 
 use super::wire::{
@@ -234,7 +234,14 @@ impl StateMsg {
         }
         StateMsg {
             id: state.id,
-            ifname: IfName::ALL,
+            ifname: if state.flags & STATE_IF_BOUND != 0 {
+                cx.interfaces
+                    .get(usize::from(state.iface))
+                    .and_then(|name| IfName::new(name))
+                    .unwrap_or(IfName::ALL)
+            } else {
+                IfName::ALL
+            },
             key: [key, key],
             src: export_peer(&state.peers[0]),
             dst: export_peer(&state.peers[1]),
@@ -359,12 +366,15 @@ impl StateMsg {
             let base = cx.timeouts.ms[timeout as usize];
             (cx.now_ms + u64::from(self.expire) * 1000).saturating_sub(base)
         };
-        let iface = self
+        let bound = self
             .ifname
             .as_str()
             .and_then(|name| cx.interfaces.iter().position(|i| i == name))
-            .and_then(|i| u8::try_from(i).ok())
-            .unwrap_or(cx.default_iface);
+            .and_then(|i| u8::try_from(i).ok());
+        if bound.is_some() {
+            flags |= STATE_IF_BOUND;
+        }
+        let iface = bound.unwrap_or(cx.default_iface);
         Ok(State {
             key,
             peers,

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use rampart_conf::{proto, Config};
 use rampart_dataplane::state::tcp::Peer;
-use rampart_dataplane::state::{State, StateKey, StateTable, Timeout, TimeoutTable, WalkCursor};
+use rampart_dataplane::state::{
+    State, StateKey, StateTable, Timeout, TimeoutTable, WalkCursor, STATE_IF_BOUND,
+};
 use rampart_dataplane::wire::parse::{parse_frame, Fragment};
 use rampart_dataplane::wire::pfsync as view;
 use rampart_dataplane::worker::StateEvent;
@@ -1188,8 +1190,9 @@ impl PfsyncEngine {
         }
     }
 
-    /// CLR: every state of that creator goes, optionally only on the named interface (an
-    /// unknown name clears nothing, as in OpenBSD).
+    /// CLR: every state of that creator goes, or, when it names an interface, only the
+    /// states on it, as OpenBSD's pfsync_in_clr matches `st->kif`: "all" names the floating
+    /// states, a local interface the peer's states bound to it, and any other name nothing.
     fn receive_clear(
         &mut self,
         clr: &wire::Clr,
@@ -1197,8 +1200,11 @@ impl PfsyncEngine {
         store: &impl StateStore,
         out: &mut Vec<Action>,
     ) {
-        let iface = if clr.ifname.is_empty() {
+        // `None`: every state; `Some(None)`: floating ones; `Some(Some(i))`: bound to `i`.
+        let scope: Option<Option<usize>> = if clr.ifname.is_empty() {
             None
+        } else if clr.ifname == IfName::ALL {
+            Some(None)
         } else {
             let Some(index) = clr
                 .ifname
@@ -1207,7 +1213,7 @@ impl PfsyncEngine {
             else {
                 return;
             };
-            Some(index)
+            Some(Some(index))
         };
         let victims: Vec<(StateId, StateKey)> = self
             .index
@@ -1216,11 +1222,15 @@ impl PfsyncEngine {
             .map(|(id, known)| (*id, known.key))
             .collect();
         for (id, key) in victims {
-            if let Some(index) = iface {
-                if store
-                    .get(&key, id)
-                    .is_none_or(|s| usize::from(s.iface) != index)
-                {
+            if let Some(bound_to) = scope {
+                let on_it = store.get(&key, id).is_some_and(|s| {
+                    let bound = s.flags & STATE_IF_BOUND != 0;
+                    match bound_to {
+                        None => !bound,
+                        Some(index) => bound && usize::from(s.iface) == index,
+                    }
+                });
+                if !on_it {
                     continue;
                 }
             }

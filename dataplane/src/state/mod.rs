@@ -182,7 +182,7 @@ pub struct State {
     pub timeout: Timeout,
     /// `COVER_IN` / `COVER_OUT`.
     pub covers: u8,
-    /// `STATE_LOG`, `STATE_INITIATOR_IS_1`, `STATE_OUTBOUND`.
+    /// `STATE_LOG`, `STATE_INITIATOR_IS_1`, `STATE_OUTBOUND`, `STATE_IF_BOUND`.
     pub flags: u8,
 }
 
@@ -192,6 +192,10 @@ pub const STATE_LOG: u8 = 1;
 pub const STATE_INITIATOR_IS_1: u8 = 2;
 /// The state was created by an outbound pass (pf's `st->direction == PF_OUT`).
 pub const STATE_OUTBOUND: u8 = 4;
+/// A peer's if-bound state, bound to `iface` (pf's kif other than "all"). rampart's own
+/// states are floating; the flag only scopes a peer's interface-named CLR and names the
+/// interface again when the state is synced on.
+pub const STATE_IF_BOUND: u8 = 8;
 
 impl State {
     /// Which endpoint of the key initiated the connection (0 or 1).

@@ -459,6 +459,61 @@ fn clr_removes_only_that_creators_states() {
 }
 
 #[test]
+fn clr_naming_an_interface_clears_only_the_states_on_it() {
+    // An OpenBSD peer (creator 0xc) with floating states (ifname "all") and if-bound ones on
+    // em0, a name this node has too. pfsync_in_clr matches st->kif: "all" is the floating
+    // states, em0 the bound ones.
+    let interfaces: Arc<[String]> = Arc::from(vec!["em0".to_string(), "sync".to_string()]);
+    let mut b = Node::new(0xb, ADDR_B, |c| {
+        c.interfaces = Arc::clone(&interfaces);
+        c.default_iface = 1;
+    });
+    let timeouts = *b.table.timeouts();
+    let cx = crate::pfsync::Conversion {
+        now_ms: ms(T0),
+        timeouts: &timeouts,
+        state_count: 0,
+        interfaces: &[],
+        default_iface: 0,
+    };
+    let ins = |i: u32, ifname: &str| {
+        let mut state = tcp_state(i, T0);
+        state.id = 1000 + u64::from(i);
+        state.creator = 0xc;
+        let mut msg = StateMsg::from_state(&state, &cx);
+        msg.ifname = IfName::new(ifname).unwrap();
+        Message::Ins(Box::new(msg))
+    };
+    let mut messages_in = Vec::new();
+    for i in 0..4 {
+        messages_in.push(ins(i, "all"));
+    }
+    for i in 4..7 {
+        messages_in.push(ins(i, "em0"));
+    }
+    let clr = |ifname: &str| Datagram {
+        dst: Ipv4Addr::new(224, 0, 0, 240),
+        payload: wire::encode(&[Message::Clr(Clr {
+            ifname: IfName::new(ifname).unwrap(),
+            creatorid: 0xc,
+        })]),
+    };
+    let frame = Datagram {
+        dst: Ipv4Addr::new(224, 0, 0, 240),
+        payload: wire::encode(&messages_in),
+    };
+    b.receive(ADDR_A, &frame, T0);
+    assert_eq!(b.table.len(), 7);
+    // The sync interface's name is not where the floating states are.
+    b.receive(ADDR_A, &clr("sync"), T0);
+    assert_eq!(b.table.len(), 7);
+    b.receive(ADDR_A, &clr("em0"), T0);
+    assert_eq!(b.table.len(), 4, "the three states bound to em0 went");
+    b.receive(ADDR_A, &clr("all"), T0);
+    assert_eq!(b.table.len(), 0, "then the floating ones");
+}
+
+#[test]
 fn unknown_actions_are_skipped_and_the_rest_processed() {
     let mut pair = Pair::new();
     let key = pair.a.create(tcp_state(1, T0), T0).key;
