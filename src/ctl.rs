@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use rampart_dataplane::worker::DropReason;
 use serde_json::Value;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -128,10 +129,11 @@ pub fn print_info(v: &Value) {
     }
     println!("  {:<25} {:>14}", "limit", n(&st["limit"]));
     println!("Counters");
-    if let Some(c) = v["counters"].as_object() {
-        for (k, val) in c {
-            println!("  {:<25} {:>14}", k, n(val));
-        }
+    // In pf's order (match, bad-offset, fragment, short, …, then rampart's own), not the
+    // JSON object's.
+    let c = &v["counters"];
+    for reason in DropReason::ALL {
+        println!("  {:<25} {:>14}", reason.name(), n(&c[reason.name()]));
     }
     println!("Packets");
     if let Some(c) = v["packets"].as_object() {

@@ -153,6 +153,14 @@ fn state_json(cx: &ReportContext, s: &State) -> Value {
         ((a1, p1), (a0, p0))
     };
     let (src_state, dst_state) = s.state_names();
+    // pfctl's print_state shows an inbound state as `dst <- src`, each host's state in the
+    // order its address is printed: the responder's first.
+    let outbound = s.flags & STATE_OUTBOUND != 0;
+    let (left_state, right_state) = if outbound {
+        (src_state, dst_state)
+    } else {
+        (dst_state, src_state)
+    };
     let expires = cx.states.expires_at(s);
     json!({
         "id": format!("{:016x}", s.id),
@@ -167,10 +175,10 @@ fn state_json(cx: &ReportContext, s: &State) -> Value {
             cx.config.interfaces.get(s.iface as usize).map(|i| i.name.as_str())
         },
         "proto": rampart_conf::proto::name(proto).map(str::to_string).unwrap_or_else(|| proto.to_string()),
-        "direction": if s.flags & STATE_OUTBOUND != 0 { "out" } else { "in" },
+        "direction": if outbound { "out" } else { "in" },
         "src": endpoint(src, sport, ports),
         "dst": endpoint(dst, dport, ports),
-        "state": format!("{src_state}:{dst_state}"),
+        "state": format!("{left_state}:{right_state}"),
         "age_s": cx.now_ms.saturating_sub(u64::from(s.created_s) * 1000) / 1000,
         "expires_in_s": expires.saturating_sub(cx.now_ms) / 1000,
         "packets": s.packets,
@@ -197,6 +205,13 @@ pub fn states(cx: &ReportContext, max: usize) -> Value {
 pub fn rules(cx: &ReportContext) -> Value {
     let w = cx.workers;
     let evaluations = sum(w, |s| s.rule_evaluations.get());
+    // pfctl's "States" is the rule's current states (`states_cur`): one walk of the table.
+    let mut current = vec![0u64; cx.config.rules.len()];
+    cx.states.for_each(|s| {
+        if let Some(n) = current.get_mut(s.rule as usize) {
+            *n += 1;
+        }
+    });
     let list: Vec<Value> = cx
         .config
         .rules
@@ -217,9 +232,120 @@ pub fn rules(cx: &ReportContext) -> Value {
                 "evaluations": evaluations,
                 "packets": rule(&|s| s.packets.get()),
                 "bytes": rule(&|s| s.bytes.get()),
-                "states": rule(&|s| s.states.get()),
+                "states": current[i],
+                "states_created": rule(&|s| s.states.get()),
             })
         })
         .collect();
     json!({ "rules": list, "default": cx.config.policy.default.as_str() })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::path::Path;
+
+    use rampart_dataplane::state::tcp::{single, tcps, Peer};
+    use rampart_dataplane::state::{StateKey, StateTableConfig, Timeout, COVER_IN, COVER_OUT};
+
+    use super::*;
+
+    fn state(proto: u8, sport: u16, dport: u16, peers: [u8; 2], outbound: bool) -> State {
+        let client: IpAddr = "192.0.2.10".parse().unwrap();
+        let server: IpAddr = "198.51.100.7".parse().unwrap();
+        let (key, client_first) = StateKey::new(proto, client, sport, server, dport);
+        let peer = |state| Peer {
+            state,
+            ..Peer::default()
+        };
+        State {
+            key,
+            peers: [peer(peers[0]), peer(peers[1])],
+            last_ms: 0,
+            packets: [1, 1],
+            bytes: [60, 60],
+            id: 0,
+            created_s: 0,
+            creator: 0,
+            rule: 0,
+            iface: 0,
+            timeout: Timeout::UdpSingle,
+            covers: COVER_IN | COVER_OUT,
+            flags: if client_first {
+                0
+            } else {
+                rampart_dataplane::state::STATE_INITIATOR_IS_1
+            } | if outbound { STATE_OUTBOUND } else { 0 },
+        }
+    }
+
+    #[test]
+    fn a_rules_states_are_the_ones_it_has_now() {
+        let config = rampart_conf::load_str(
+            Path::new("fw.toml"),
+            "[[interface]]\nname = \"lan\"\ndevice = \"net_null0\"\naddresses = [\"192.0.2.1/24\"]\n\n[[rule]]\naction = \"pass\"\n\n[[rule]]\naction = \"pass\"\nproto = \"udp\"\n",
+        )
+        .unwrap()
+        .config;
+        let states = StateTable::new(StateTableConfig::from_config(&config, 4, 1, 1));
+        for (port, rule) in [(1000, 1), (1001, 1), (1002, u32::MAX)] {
+            let mut st = state(17, port, 53, [single::SINGLE, 0], false);
+            st.rule = rule;
+            let hash = states.hash(&st.key);
+            states.lock(hash).insert(hash, st).unwrap();
+        }
+        let cx = ReportContext {
+            config: &config,
+            states: &states,
+            workers: &[],
+            uptime: Duration::ZERO,
+            devices: Vec::new(),
+            control: Value::Null,
+            now_ms: 0,
+        };
+        let v = rules(&cx);
+        assert_eq!(v["rules"][0]["states"], 0, "{v}");
+        assert_eq!(v["rules"][1]["states"], 2, "{v}");
+        // A synced state (no local rule) is nobody's.
+        assert_eq!(
+            v["rules"][1]["states_created"], 0,
+            "no worker counted any here"
+        );
+    }
+
+    #[test]
+    fn states_show_each_hosts_state_in_the_order_pfctl_prints_the_hosts() {
+        let config = rampart_conf::load_str(
+            Path::new("fw.toml"),
+            "[[interface]]\nname = \"lan\"\ndevice = \"net_null0\"\naddresses = [\"192.0.2.1/24\"]\n",
+        )
+        .unwrap()
+        .config;
+        let states = StateTable::new(StateTableConfig::from_config(&config, 4, 1, 1));
+        let cx = ReportContext {
+            config: &config,
+            states: &states,
+            workers: &[],
+            uptime: Duration::ZERO,
+            devices: Vec::new(),
+            control: Value::Null,
+            now_ms: 0,
+        };
+        // A DNS query let in and answered once: the client (initiator) MULTIPLE, the server
+        // SINGLE. pfctl: `all udp 198.51.100.7:53 <- 192.0.2.10:59363  SINGLE:MULTIPLE`.
+        let dns = state(17, 59363, 53, [single::MULTIPLE, single::SINGLE], false);
+        let v = state_json(&cx, &dns);
+        assert_eq!(v["direction"], "in");
+        assert_eq!(v["src"], "192.0.2.10:59363");
+        assert_eq!(v["dst"], "198.51.100.7:53");
+        assert_eq!(v["state"], "SINGLE:MULTIPLE", "{v}");
+        // An outbound state prints `src -> dst`: the initiator's state first.
+        let syn = state(6, 40000, 443, [tcps::SYN_SENT, tcps::CLOSED], true);
+        let v = state_json(&cx, &syn);
+        assert_eq!(v["direction"], "out");
+        assert_eq!(v["state"], "SYN_SENT:CLOSED", "{v}");
+        // And an inbound one the responder's first.
+        let syn_in = state(6, 40000, 443, [tcps::SYN_SENT, tcps::CLOSED], false);
+        assert_eq!(state_json(&cx, &syn_in)["state"], "CLOSED:SYN_SENT");
+    }
 }

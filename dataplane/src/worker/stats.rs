@@ -33,24 +33,25 @@ impl Counter {
 }
 
 /// Why a worker dropped a packet. pf's reason names where pf has one (`pfctl -s info`
-/// "Counters"), rampart's own for what a router/appliance adds.
+/// "Counters"), in pf's order (`PFRES_*`), then rampart's own for what a router/appliance
+/// adds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum DropReason {
     /// A block rule (or the default block) decided: pf's "match".
     Match,
-    /// Truncated headers.
-    Short,
     /// An impossible header length.
     BadOffset,
     /// A fragment: rampart does not reassemble yet, so fragments are dropped.
     Fragment,
+    /// Truncated headers.
+    Short,
     /// A header pf's normalisation refuses.
     Normalize,
-    /// IPv4 options / IPv6 extension headers pf refuses.
-    IpOption,
     /// The state table is full: pf's "memory".
     Memory,
+    /// IPv4 options / IPv6 extension headers pf refuses.
+    IpOption,
     /// A packet of a known connection outside its TCP window: pf's "state-mismatch".
     StateMismatch,
     /// No route to the destination: pf's "no-route".
@@ -80,12 +81,12 @@ impl DropReason {
 
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Match,
-        DropReason::Short,
         DropReason::BadOffset,
         DropReason::Fragment,
+        DropReason::Short,
         DropReason::Normalize,
-        DropReason::IpOption,
         DropReason::Memory,
+        DropReason::IpOption,
         DropReason::StateMismatch,
         DropReason::NoRoute,
         DropReason::NoNeighbor,
