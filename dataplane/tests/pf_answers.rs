@@ -331,3 +331,39 @@ fn an_icmp_error_never_creates_a_state() {
     assert_eq!(s.lan.len(), 1);
     assert_eq!(r.states(), 1);
 }
+
+#[test]
+fn an_echo_state_passes_its_replies_but_not_requests_the_other_way() {
+    // pf keys an ICMP query by (identifier, virtual type), placed by direction: the echo
+    // reply maps back to its request, a request from the other side is another query.
+    let config = CONFIG.replace("on = \"lan\"\nproto = \"tcp\"\n", "on = \"lan\"\n");
+    let mut r = rig(&config);
+    let echo = |from_client: bool, reply: bool| {
+        let (src_mac, dst_mac, src, dst) = if from_client {
+            (CLIENT_MAC, LAN_MAC, CLIENT, SERVER)
+        } else {
+            (SERVER_MAC, WAN_MAC, SERVER, CLIENT)
+        };
+        rampart_dataplane::wire::build::EchoFrame {
+            src_mac,
+            dst_mac,
+            src: src.into(),
+            dst: dst.into(),
+            reply,
+            ident: 0x4242,
+            ..Default::default()
+        }
+        .to_bytes()
+    };
+    let s = r.send(LAN, &echo(true, false));
+    assert_eq!(s.wan.len(), 1, "the client's echo request passes in on lan");
+    assert_eq!(r.states(), 1);
+    let s = r.send(WAN, &echo(false, true));
+    assert_eq!(s.lan.len(), 1, "its reply passes by the state");
+    let s = r.send(WAN, &echo(false, false));
+    assert!(
+        s.lan.is_empty(),
+        "the server's own request with the same identifier is not the client's query"
+    );
+    assert_eq!(r.drops(DropReason::Match), 1, "the rules blocked it");
+}

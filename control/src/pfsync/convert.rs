@@ -25,10 +25,10 @@
 //! coverage bits travel in two `sync_flags` bits OpenBSD ignores; a message without them
 //! (from OpenBSD) covers the filter point its `direction` names.
 //!
-//! ICMP query states: pf keys them with the query id in the initiator's slot and the "virtual
-//! type" (the request type) in the other (§4.3); rampart keys them with the id in both. Export
-//! writes the echo-request type (8, or 128 for ICMPv6); import takes the id from the
-//! initiator's slot. **(inference: pf_icmp_mapping's virtual type for echo)**
+//! ICMP query states: pf keys them with the query id on the request's source side and the
+//! "virtual type" (the request type: 8 for echo, 128 for ICMPv6 echo) on the other (§4.3,
+//! `pf_icmp_mapping`); rampart's keys are built the same way
+//! (`rampart_dataplane::state::key::icmp_ports`), so the ports go across as they are.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -45,10 +45,6 @@ use super::wire::{
     TCPS_PROXY_DST,
 };
 
-/// pf's ICMP echo request type, the virtual type of an echo state (`ICMP_ECHO`).
-const ICMP_ECHO: u16 = 8;
-/// `ICMP6_ECHO_REQUEST`.
-const ICMP6_ECHO_REQUEST: u16 = 128;
 /// `rule` / `anchor` "none" (-1).
 const NO_RULE: u32 = u32::MAX;
 
@@ -183,10 +179,6 @@ fn ip_addr(af: u8, bytes: &[u8; 16]) -> IpAddr {
     }
 }
 
-fn is_icmp(proto: u8) -> bool {
-    proto == proto::ICMP || proto == proto::ICMP6
-}
-
 impl StateMsg {
     /// The message for `state` (see the [module docs](self) for the mapping).
     pub fn from_state(state: &State, cx: &Conversion<'_>) -> StateMsg {
@@ -209,15 +201,7 @@ impl StateMsg {
         key.addr[init_slot] = pf_addr(initiator.0);
         key.addr[1 - init_slot] = pf_addr(responder.0);
         key.port[init_slot] = initiator.1;
-        key.port[1 - init_slot] = if is_icmp(proto) {
-            if ipv4 {
-                ICMP_ECHO
-            } else {
-                ICMP6_ECHO_REQUEST
-            }
-        } else {
-            responder.1
-        };
+        key.port[1 - init_slot] = responder.1;
         let mut rtableid = [0i32; 2];
         rtableid[init_slot] = -1;
 
@@ -330,11 +314,7 @@ impl StateMsg {
         let init_addr = ip_addr(self.af, &wire.addr[init_slot]);
         let resp_addr = ip_addr(self.af, &wire.addr[1 - init_slot]);
         let init_port = wire.port[init_slot];
-        let resp_port = if is_icmp(self.proto) {
-            init_port
-        } else {
-            wire.port[1 - init_slot]
-        };
+        let resp_port = wire.port[1 - init_slot];
         let (key, init_first) =
             StateKey::new(self.proto, init_addr, init_port, resp_addr, resp_port);
 

@@ -105,9 +105,68 @@ impl StateKey {
     }
 }
 
+/// The ports pf puts in an ICMP state key (`pf_icmp_mapping`), as `(source, destination)`
+/// of the packet: a query is keyed by its identifier and its "virtual type", the request's
+/// type, which the reply maps back to. The request puts the identifier on its source side
+/// and the type on its destination side, the reply the other way round, so a request and its
+/// reply build the same key, and a request the other way (or another query type with the
+/// same identifier) does not. Other types key on their own type with identifier 0.
+pub fn icmp_ports(ipv6: bool, msg_type: u8, ident: Option<u16>) -> (u16, u16) {
+    // (virtual type, whether this message is the request)
+    let query = if ipv6 {
+        match msg_type {
+            128 => Some((128, true)),  // echo request
+            129 => Some((128, false)), // echo reply
+            _ => None,
+        }
+    } else {
+        match msg_type {
+            8 => Some((8, true)),    // echo
+            0 => Some((8, false)),   // echo reply
+            13 => Some((13, true)),  // timestamp
+            14 => Some((13, false)), // timestamp reply
+            15 => Some((15, true)),  // information request
+            16 => Some((15, false)), // information reply
+            17 => Some((17, true)),  // address mask request
+            18 => Some((17, false)), // address mask reply
+            _ => None,
+        }
+    };
+    match query {
+        Some((vtype, true)) => (ident.unwrap_or(0), vtype),
+        Some((vtype, false)) => (vtype, ident.unwrap_or(0)),
+        None => (0, u16::from(msg_type)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_icmp_query_and_its_reply_share_a_key_and_a_request_the_other_way_does_not() {
+        let a: IpAddr = "192.0.2.10".parse().unwrap();
+        let b: IpAddr = "198.51.100.7".parse().unwrap();
+        let key = |src, dst, msg_type| {
+            let (sp, dp) = icmp_ports(false, msg_type, Some(0x4242));
+            StateKey::new(1, src, sp, dst, dp).0
+        };
+        assert_eq!(key(a, b, 8), key(b, a, 0), "echo and its reply");
+        assert_ne!(
+            key(a, b, 8),
+            key(b, a, 8),
+            "B's request to A is another query"
+        );
+        assert_ne!(
+            key(a, b, 8),
+            key(a, b, 13),
+            "a timestamp request is another query"
+        );
+        assert_eq!(key(a, b, 13), key(b, a, 14));
+        assert_eq!(icmp_ports(true, 128, Some(7)), (7, 128));
+        assert_eq!(icmp_ports(true, 129, Some(7)), (128, 7));
+        assert_eq!(icmp_ports(false, 9, None), (0, 9));
+    }
 
     #[test]
     fn both_directions_build_the_same_key() {

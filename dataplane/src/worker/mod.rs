@@ -28,6 +28,7 @@ use crate::io::{PacketBuf, Port, BURST};
 use crate::neighbor::NeighborTable;
 use crate::route::RouteTable;
 use crate::shared::{Published, Snapshot};
+use crate::state::key::icmp_ports;
 use crate::state::tcp::{self, SynOnState, TcpVerdict};
 use crate::state::{
     State, StateKey, StateTable, Timeout, STATE_INITIATOR_IS_1, STATE_LOG, STATE_OUTBOUND,
@@ -1065,9 +1066,9 @@ impl<P: Port> Worker<P> {
             }
             | QuotedL4::Udp { src_port, dst_port } => (src_port, dst_port),
             QuotedL4::Icmp {
-                ident: Some(id), ..
-            } => (id, id),
-            _ => (0, 0),
+                msg_type, ident, ..
+            } => icmp_ports(q.src.is_ipv6(), msg_type, ident),
+            QuotedL4::None => (0, 0),
         };
         let (key, src_first) = StateKey::new(q.protocol, q.src, sport, q.dst, dport);
         let hash = self.states.hash(&key);
@@ -1160,16 +1161,15 @@ enum LocalKind {
     OtherMulticast,
 }
 
-/// The ports pf puts in a state key: TCP/UDP ports, the ICMP query id in both slots.
+/// The ports pf puts in a state key: TCP/UDP ports, an ICMP query's identifier and virtual
+/// type ([`icmp_ports`]).
 #[inline]
 fn state_ports(f: &ParsedFrame) -> (u16, u16) {
     match f.l4 {
         L4::Tcp(t) => (t.src_port, t.dst_port),
         L4::Udp(u) => (u.src_port, u.dst_port),
-        L4::Icmp(i) | L4::Icmpv6(i) => {
-            let id = i.ident.unwrap_or(0);
-            (id, id)
-        }
+        L4::Icmp(i) => icmp_ports(false, i.msg_type, i.ident),
+        L4::Icmpv6(i) => icmp_ports(true, i.msg_type, i.ident),
         L4::None => (0, 0),
     }
 }

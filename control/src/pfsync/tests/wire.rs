@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use rampart_conf::MacAddr;
+use rampart_dataplane::state::key::icmp_ports;
 use rampart_dataplane::state::tcp::{tcps, Peer};
 use rampart_dataplane::state::{
     State, StateKey, Timeout, COVER_IN, COVER_OUT, STATE_INITIATOR_IS_1, STATE_LOG, STATE_OUTBOUND,
@@ -707,23 +708,39 @@ fn states_convert_both_ways() {
             Ok(state)
         );
     }
-    // ICMP: the echo type sits in the responder's slot, as pf keys echo states.
-    let icmp_msg = StateMsg::from_state(
-        &{
-            let mut s = tcp_state(0, T0);
-            let (key, _) = StateKey::new(
-                1,
-                "192.0.2.9".parse().unwrap(),
-                7,
-                "192.0.2.1".parse().unwrap(),
-                7,
-            );
-            s.key = key;
-            s
+    // ICMP: the identifier on the request's side, the echo type on the other, as pf keys
+    // echo states; and what comes back is the key a worker builds for that echo.
+    let client: IpAddr = "192.0.2.9".parse().unwrap();
+    let server: IpAddr = "192.0.2.1".parse().unwrap();
+    let (sport, dport) = icmp_ports(false, 8, Some(7));
+    let (echo_key, client_first) = StateKey::new(1, client, sport, server, dport);
+    let echo = State {
+        key: echo_key,
+        peers: [Peer::default(); 2],
+        timeout: Timeout::IcmpFirst,
+        id: 0x2000,
+        creator: 0xc0ffee,
+        flags: if client_first {
+            0
+        } else {
+            STATE_INITIATOR_IS_1
         },
-        &cx,
+        ..tcp_state(0, T0)
+    };
+    let icmp_msg = StateMsg::from_state(&echo, &cx);
+    assert_eq!(icmp_msg.direction, PF_IN);
+    assert_eq!(
+        icmp_msg.key[0].port,
+        [7, 8],
+        "id at sidx, ICMP_ECHO at didx"
     );
-    assert!(icmp_msg.key[0].port.contains(&7) && icmp_msg.key[0].port.contains(&8));
+    let back = icmp_msg.to_state(&cx).unwrap();
+    let (reply_sport, reply_dport) = icmp_ports(false, 0, Some(7));
+    assert_eq!(
+        back.key,
+        StateKey::new(1, server, reply_sport, client, reply_dport).0,
+        "the reply finds the imported state"
+    );
 }
 
 #[test]
