@@ -27,13 +27,13 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 const CLIENT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x10]);
 const SERVER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x07]);
 
-/// `inbound_state`: whether the inbound pass on lan keeps state. Without it the state is
-/// created by the outbound pass on wan, the only kind pf defers (protocols.md §3.6).
+/// `outbound_state`: whether the outbound pass keeps state, as pass rules do by default.
+/// pf defers only a packet whose outbound pass creates a state (protocols.md §3.6).
 fn config(
     node: char,
     host_id: u32,
     pfsync_extra: &str,
-    inbound_state: bool,
+    outbound_state: bool,
 ) -> rampart_conf::Config {
     let last = if node == 'a' { 2 } else { 3 };
     // `peer = ...` for a unicast peer; `open` passes pfsync on every interface, so that
@@ -101,11 +101,11 @@ action = "pass"
 direction = "in"
 on = "lan"
 from = "192.0.2.0/24"
-keep_state = {inbound_state}
 
 [[rule]]
 action = "pass"
 direction = "out"
+keep_state = {outbound_state}
 "#
     );
     rampart_conf::load_str(Path::new("fw.toml"), &text)
@@ -126,13 +126,13 @@ impl Node {
         Node::with_policy(node, host_id, pfsync_extra, true)
     }
 
-    /// A node whose connections get their state on the outbound pass (wan).
-    fn outbound_state(node: char, host_id: u32, pfsync_extra: &str) -> Node {
+    /// A node whose outbound pass keeps no state: only the inbound pass on lan does.
+    fn inbound_state_only(node: char, host_id: u32, pfsync_extra: &str) -> Node {
         Node::with_policy(node, host_id, pfsync_extra, false)
     }
 
-    fn with_policy(node: char, host_id: u32, pfsync_extra: &str, inbound_state: bool) -> Node {
-        let config = config(node, host_id, pfsync_extra, inbound_state);
+    fn with_policy(node: char, host_id: u32, pfsync_extra: &str, outbound_state: bool) -> Node {
+        let config = config(node, host_id, pfsync_extra, outbound_state);
         let macs: Vec<MacAddr> = config.interfaces.iter().map(|i| i.mac.unwrap()).collect();
         let shared = Shared::from_config(
             &config,
@@ -446,7 +446,7 @@ fn pfsync_frames(out: &Outgoing) -> Vec<(u16, Vec<u8>)> {
 
 #[test]
 fn defer_holds_the_first_packet_until_the_peer_acks() {
-    let mut a = Node::outbound_state('a', 0x0a, "defer = true");
+    let mut a = Node::new('a', 0x0a, "defer = true");
     let mut b = Node::new('b', 0x0b, "");
     let t = Duration::from_secs(10);
     a.tcp(TcpFlags::SYN, 1000, 0, 40010);
@@ -488,10 +488,11 @@ fn defer_holds_the_first_packet_until_the_peer_acks() {
 }
 
 #[test]
-fn defer_holds_only_packets_whose_state_the_outbound_pass_created() {
-    // pf calls pfsync_defer for PF_OUT only: here `pass in on lan` keeps the state, so the
-    // SYN is forwarded at once and its INS asks for no ack.
-    let mut a = Node::new('a', 0x0a, "defer = true");
+fn defer_holds_only_packets_whose_outbound_pass_creates_a_state() {
+    // pf calls pfsync_defer for PF_OUT only: here only `pass in on lan` keeps state (the
+    // outbound pass is stateless), so the SYN is forwarded at once and its INS asks for no
+    // ack.
+    let mut a = Node::inbound_state_only('a', 0x0a, "defer = true");
     let t = Duration::from_secs(10);
     a.tcp(TcpFlags::SYN, 1000, 0, 40012);
     let out = a.step(t);
@@ -509,7 +510,7 @@ fn defer_holds_only_packets_whose_state_the_outbound_pass_created() {
 
 #[test]
 fn defer_releases_after_20_ms_without_an_ack() {
-    let mut a = Node::outbound_state('a', 0x0a, "defer = true");
+    let mut a = Node::new('a', 0x0a, "defer = true");
     let t = Duration::from_secs(10);
     a.tcp(TcpFlags::SYN, 1000, 0, 40011);
     let out = a.step(t);

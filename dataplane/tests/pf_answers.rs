@@ -367,3 +367,34 @@ fn an_echo_state_passes_its_replies_but_not_requests_the_other_way() {
     );
     assert_eq!(r.drops(DropReason::Match), 1, "the rules blocked it");
 }
+
+#[test]
+fn a_point_passed_without_state_is_filtered_for_every_packet() {
+    // pf keeps a state per filter point that kept state. Here only `in` on lan does, so
+    // `out` on wan is evaluated for each packet: its rule passes SYNs only.
+    let config = CONFIG.replace(
+        "direction = \"out\"\non = \"wan\"\n",
+        "direction = \"out\"\non = \"wan\"\nproto = \"tcp\"\nflags = \"S/SA\"\nkeep_state = false\n",
+    );
+    assert_ne!(config, CONFIG);
+    let mut r = rig(&config);
+    let s = r.tcp(true, TcpFlags::SYN, CLIENT_ISN, 0);
+    assert_eq!(s.wan.len(), 1, "the SYN passes both points");
+    let s = r.tcp(
+        false,
+        TcpFlags::SYN | TcpFlags::ACK,
+        SERVER_ISN,
+        CLIENT_ISN + 1,
+    );
+    assert!(
+        s.lan.is_empty(),
+        "the reply comes in on wan, where no state was kept: no rule passes it"
+    );
+    let s = r.tcp(true, TcpFlags::ACK, CLIENT_ISN + 1, SERVER_ISN + 1);
+    assert!(
+        s.wan.is_empty(),
+        "the client's ACK passes in by state but out on wan only by a rule, which wants S/SA"
+    );
+    assert_eq!(r.drops(DropReason::Match), 2);
+    assert_eq!(r.states(), 1);
+}

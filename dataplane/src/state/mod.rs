@@ -12,11 +12,13 @@
 //! record per connection with two coverage bits that say exactly that: [`COVER_IN`]
 //! (pf's inbound state: packets from the initiator going in, replies going out) and
 //! [`COVER_OUT`] (pf's outbound state: the initiator's packets going out, replies coming
-//! in). A packet passes a filter point by state only when the matching bit is set, so a
-//! point that blocked the first packet keeps blocking; when the first packet passes both
-//! points and either pass keeps state, both bits are set and the connection's later
-//! packets pass both points by state. One record means one lookup, one TCP tracker and one
-//! pfsync identity per connection.
+//! in). A packet passes a filter point by state only when the matching bit is set, and a
+//! bit is set where a pass kept state, as pf creates a state there: a point that blocked
+//! the first packet keeps blocking, and a point passed without state (`keep_state = false`)
+//! is evaluated by its rules for every packet. With the usual rules (pass rules keep state)
+//! the first packet sets both bits and the connection's later packets pass both points by
+//! state. One record means one lookup, one TCP tracker and one pfsync identity per
+//! connection.
 
 mod arena;
 pub mod key;

@@ -317,9 +317,9 @@ impl<P: Port> Worker<P> {
         self.sync = Some(queue);
     }
 
-    /// `[pfsync] defer`: a packet that creates a state on its outbound pass (as pf's
-    /// `pfsync_defer`, called only for `PF_OUT`) goes to the control core, which transmits
-    /// it once the peer has the state (or after 20 ms). Needs a sync queue.
+    /// `[pfsync] defer`: a packet whose outbound pass creates a state (pf calls
+    /// `pfsync_defer` only for `PF_OUT`) goes to the control core, which transmits it once
+    /// the peer has the state (or after 20 ms). Needs a sync queue.
     pub fn set_defer(&mut self, defer: bool) {
         self.defer = defer && self.sync.is_some();
     }
@@ -883,6 +883,9 @@ impl<P: Port> Worker<P> {
         let mut tracked = false;
         // The first pass that keeps state, and whether it was the inbound one.
         let mut keep: Option<(Verdict, bool)> = None;
+        // The filter points whose pass kept state: pf's states, one per such point.
+        let init = from_initiator.unwrap_or(true);
+        let mut kept: u8 = 0;
         let mut by_state = false;
         for &(iface, inbound) in &points[..npoints] {
             if let (Some(idx), Some(init)) = (found, from_initiator) {
@@ -915,29 +918,24 @@ impl<P: Port> Worker<P> {
             }
             // An ICMP error never creates a state (pf's `!ctx.state_icmp`): it belongs to
             // the connection it quotes, or to none.
-            if v.keep_state && keep.is_none() && !icmp_error {
-                keep = Some((v, inbound));
+            if v.keep_state && !icmp_error {
+                kept |= State::cover_bit(init, inbound);
+                keep.get_or_insert((v, inbound));
             }
         }
         self.stats.passed.inc();
         if by_state {
             self.stats.state_hits.inc();
         }
-        // Every filter point this packet passed is covered from now on when a state is
-        // involved: "a state created by either pass lets the connection's later packets
-        // through both" (see `state`'s module docs).
-        let cover_all = |init: bool| -> u8 {
-            points[..npoints].iter().fold(0, |acc, &(_, inbound)| {
-                acc | State::cover_bit(init, inbound)
-            })
-        };
+        // A filter point is covered from now on where a pass kept state, as pf creates a
+        // state there; a point passed without state is evaluated for every packet (see
+        // `state`'s module docs).
         match (found, keep) {
             (Some(idx), _) if by_state || keep.is_some() => {
-                let init = from_initiator.unwrap_or(true);
                 if !tracked {
                     self.track(shard.get_mut(idx), p, buf, in_port, own_mac, now_ms)?;
                 }
-                shard.get_mut(idx).covers |= cover_all(init);
+                shard.get_mut(idx).covers |= kept;
             }
             (None, Some((v, inbound))) => {
                 let iface = if inbound {
@@ -946,7 +944,7 @@ impl<P: Port> Worker<P> {
                     out_port.unwrap_or(in_port)
                 };
                 let mut st = new_state(p, buf.data(), iface, !inbound, v, now_ms);
-                st.covers = cover_all(true);
+                st.covers = kept;
                 match shard.insert(p.hash, st) {
                     Ok(idx) => {
                         self.stats.state_inserts.inc();
@@ -957,10 +955,14 @@ impl<P: Port> Worker<P> {
                                 id: st.id,
                                 creator: st.creator,
                             });
-                            // pf defers only a packet that creates its state on the
-                            // outbound pass, and never a broadcast or multicast one
-                            // (protocols.md §3.6); transit broadcasts never get here.
-                            if self.defer && !inbound && !f.dst.is_multicast() {
+                            // pf defers a packet whose outbound pass creates a state
+                            // (pf_test_rule with PF_OUT; with pass rules that keep state
+                            // both passes create one), never one whose only state is the
+                            // inbound one, nor a broadcast or multicast one (protocols.md
+                            // §3.6; transit broadcasts never get here).
+                            let out_state =
+                                out_port.is_some() && kept & State::cover_bit(true, false) != 0;
+                            if self.defer && out_state && !f.dst.is_multicast() {
                                 self.deferred = Some((st.key, st.id, st.creator));
                             }
                         }
