@@ -5,12 +5,14 @@
 set -euo pipefail
 
 # Building: a C compiler, DPDK 22.11's development files (found with pkg-config) and libclang
-# for bindgen; dpdk for its tools (dpdk-hugepages.py, dpdk-devbind.py) and its drivers.
+# for bindgen; dpdk for its tools (dpdk-hugepages.py, dpdk-devbind.py) and its drivers;
+# dpdk-dev for dpdk-testpmd, the yardstick of bench/forwarding.sh (Debian 12 ships testpmd
+# there, not in dpdk).
 # The network-namespace lab (tests/lab/lab.sh) and its tests: iproute2 (ip, ss), ethtool (veth
 # offloads), ping, iperf3, netcat, jq for `rampart ctl --json`, tshark to decode captures.
 # The HA lab (tests/lab/ha.sh, tests/ha.rs): ucarp as a CARP peer, python3 for tests/lab/carp.py.
 RAMPART_PACKAGES=(
-    pkg-config gcc libdpdk-dev dpdk libclang-dev
+    pkg-config gcc libdpdk-dev dpdk dpdk-dev libclang-dev
     iproute2 ethtool iputils-ping iperf3 netcat-openbsd jq tshark
     ucarp python3
 )
@@ -49,7 +51,8 @@ rampart_setup() {
         local sudo=""
         [[ $(id -u) -eq 0 ]] || sudo="sudo"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+        # Through env: sudo's env_reset would drop a plain assignment.
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
     rampart_hugepages

@@ -214,6 +214,15 @@ fn check_linux_interfaces_exist(config: &Config) -> Result<()> {
 }
 
 fn run_appliance(config: Config) -> Result<()> {
+    // Before EAL starts, so that a signal during start-up also ends in a clean stop (ports
+    // stopped, counters printed) once the appliance is up; a second one exits at once, in
+    // case start-up itself hangs.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
     let eal_args = eal_args(&config)?;
     check_lcores_have_cpus(&config, &eal_args, &allowed_cpus())?;
     check_linux_interfaces_exist(&config)?;
@@ -333,10 +342,6 @@ fn run_appliance(config: Config) -> Result<()> {
         pool: pool.clone(),
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-    }
     let mut ctl = match &config.control.socket {
         Some(path) => Some(
             CtlServer::bind(path)
