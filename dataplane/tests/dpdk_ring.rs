@@ -1,9 +1,9 @@
 //! The DPDK backend on a real EAL: `net_ring` and `net_null` vdevs, mbufs, bursts, and the
 //! worker forwarding over DPDK queues.
 //!
-//! One EAL for the whole file (EAL starts once per process; this file is its own test
-//! binary), shared by tests that run in parallel, so each test uses its own devices and its
-//! own mbuf pool. A `net_ring` vdev created with `--vdev=net_ringN` (or probed by name) has
+//! Each test runs in its own process (EAL starts once per process and never quite leaves):
+//! `eal_test!` re-runs the test binary for that one test, one EAL process at a time, so that
+//! no test sees another's devices, mbufs or lcores. A `net_ring` vdev created with `--vdev=net_ringN` (or probed by name) has
 //! one ring per queue pair: what TX queue q sends, RX queue q receives.
 //!
 //! Needs root and free hugepages; without them each test prints a warning and passes, and
@@ -17,7 +17,8 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crossbeam::queue::ArrayQueue;
 use rampart_dataplane::io::dpdk::{
@@ -40,6 +41,48 @@ const EAL_ARGS: &[&str] = &[
     "--vdev=net_ring1",
     "--vdev=net_ring2",
 ];
+
+/// A `#[test]` whose body runs in a process of its own (see the module docs).
+macro_rules! eal_test {
+    (fn $name:ident() $body:block) => {
+        #[test]
+        fn $name() {
+            in_own_process(stringify!($name), || $body);
+        }
+    };
+}
+
+/// Runs `body` here if this process is the child started for `name`; otherwise starts that
+/// child (this test binary, `name --exact`) and checks that it ran the test and passed.
+fn in_own_process(name: &str, body: impl FnOnce()) {
+    const CHILD: &str = "RAMPART_EAL_TEST";
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        body();
+        return;
+    }
+    // One EAL at a time: they share the machine's hugepages and its two CPUs.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .output()
+        .expect("starting the test in its own process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The child's warnings (a skip, EAL's complaints) reach the log as they would have.
+    let _ = std::io::stderr().write_all(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{name} failed in its own process ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child process did not run {name}:\n{stdout}"
+    );
+}
 
 /// The process's EAL, or `None` (after a loud warning) where DPDK cannot run at all.
 fn eal() -> Option<&'static Eal> {
@@ -107,7 +150,7 @@ fn drain(queue: &mut DpdkQueue) -> Vec<Mbuf> {
     got
 }
 
-#[test]
+eal_test! {
 fn ring_port_loops_tx_back_to_its_own_rx() {
     let Some(eal) = eal() else { return };
     let pool = pool(eal, "loop", 1023);
@@ -143,8 +186,9 @@ fn ring_port_loops_tx_back_to_its_own_rx() {
         "every mbuf back in the pool, none freed twice"
     );
 }
+}
 
-#[test]
+eal_test! {
 fn full_tx_ring_leaves_unsent_frames_with_the_caller() {
     let Some(eal) = eal() else { return };
     let pool = pool(eal, "full", 2047);
@@ -185,8 +229,9 @@ fn full_tx_ring_leaves_unsent_frames_with_the_caller() {
     drop(got);
     assert_eq!(pool.in_use(), 0);
 }
+}
 
-#[test]
+eal_test! {
 fn hot_plugged_null_device_sources_and_sinks_frames() {
     let Some(eal) = eal() else { return };
     let pool = pool(eal, "null", 1023);
@@ -214,8 +259,9 @@ fn hot_plugged_null_device_sources_and_sinks_frames() {
     assert_eq!(port.stats().unwrap().opackets, BURST as u64);
     assert!(port.link_up().unwrap());
 }
+}
 
-#[test]
+eal_test! {
 fn ports_queues_and_pools_are_each_claimed_once() {
     let Some(eal) = eal() else { return };
     let pool = pool(eal, "claims", 511);
@@ -275,8 +321,9 @@ fn ports_queues_and_pools_are_each_claimed_once() {
     ));
     assert_eq!(Eal::init(&[]).err(), Some(DpdkError::AlreadyInitialized));
 }
+}
 
-#[test]
+eal_test! {
 fn mbuf_accessors_agree_with_dpdks_own_macros() {
     let Some(eal) = eal() else { return };
     let pool = pool(eal, "accessors", 63);
@@ -325,8 +372,9 @@ fn mbuf_accessors_agree_with_dpdks_own_macros() {
     drop(m);
     assert_eq!(pool.in_use(), 0);
 }
+}
 
-#[test]
+eal_test! {
 fn jobs_run_on_worker_lcores() {
     let Some(eal) = eal() else { return };
     assert_eq!(eal.main_lcore(), 0);
@@ -343,6 +391,7 @@ fn jobs_run_on_worker_lcores() {
     eal.launch(1, || panic!("deliberate panic: Eal::launch must catch it"))
         .unwrap();
     assert_eq!(eal.wait(1), -1, "a panic is caught at the FFI boundary");
+}
 }
 
 // --- The worker over DPDK queues ---------------------------------------------------------
@@ -453,7 +502,7 @@ fn assert_forwarded(got: &Mbuf, sent: &[u8], src_mac: &str, dst_mac: &str) {
     assert_eq!(unchanged(out), unchanged(sent), "nothing else changed");
 }
 
-#[test]
+eal_test! {
 fn worker_forwards_between_dpdk_ports_and_decrements_ttl() {
     let Some(eal) = eal() else { return };
     let config = rampart_conf::load_str(Path::new("dpdk_ring.toml"), CONFIG)
@@ -542,4 +591,5 @@ fn worker_forwards_between_dpdk_ports_and_decrements_ttl() {
         (2, 2),
         "{lan_stats:?}"
     );
+}
 }
