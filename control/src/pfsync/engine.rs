@@ -223,6 +223,13 @@ pub enum StateChange {
     Update(Merge),
     /// The peer deleted the state (DEL, DEL_C, CLR). Do not report it back as a deletion.
     Delete { key: StateKey, id: StateId },
+    /// The state `id` also covers these filter points (`COVER_IN` / `COVER_OUT`): the peer's
+    /// state for another point of the same connection.
+    Cover {
+        key: StateKey,
+        id: StateId,
+        covers: u8,
+    },
 }
 
 /// The peer's view of a known state, to merge per peer without ever rolling a peer's TCP
@@ -311,6 +318,7 @@ pub fn apply_change(
         StateChange::Insert(state) => &state.key,
         StateChange::Update(merge) => &merge.key,
         StateChange::Delete { key, .. } => key,
+        StateChange::Cover { key, .. } => key,
     };
     let hash = table.hash(key);
     let mut shard = table.lock(hash);
@@ -335,6 +343,13 @@ pub fn apply_change(
         StateChange::Delete { id, .. } => match found {
             Some(idx) if same(shard.get(idx), *id) => {
                 shard.remove(idx, hash);
+                Ok(())
+            }
+            _ => Err(ApplyError::NotFound),
+        },
+        StateChange::Cover { id, covers, .. } => match found {
+            Some(idx) if same(shard.get(idx), *id) => {
+                shard.get_mut(idx).covers |= covers;
                 Ok(())
             }
             _ => Err(ApplyError::NotFound),
@@ -493,6 +508,9 @@ pub struct PfsyncCounters {
     pub host_id_conflicts: u64,
     /// Inserts whose key another state holds, and inserts the table refused.
     pub insert_failures: u64,
+    /// The peer's second state for a connection rampart holds as one record (pf keeps one
+    /// per filter point): its filter point was added to the record (see `Known::record`).
+    pub merged_states: u64,
     /// Updates with a stale side, answered with our state (`stale`).
     pub stale: u64,
     /// States gone from the table when their queued message was written.
@@ -546,6 +564,11 @@ struct Known {
     key: StateKey,
     /// When the peer last updated it (pf's `pfsync_time`).
     peer_touched: Option<Duration>,
+    /// `Some(record)` for a peer's state that rampart keeps inside another record: pf keeps
+    /// a forwarded connection as two states (in on the ingress interface, out on the
+    /// egress), rampart as one record covering both points. The second state to arrive
+    /// adds its filter point to the first's record, and its updates merge into it.
+    record: Option<StateId>,
 }
 
 /// A queued message for one state.
@@ -595,6 +618,10 @@ pub struct PfsyncEngine {
     link_up: bool,
     /// Every state we know by identity (pf's id tree).
     index: BTreeMap<StateId, Known>,
+    /// The states the frame being received inserted, not yet in the table (the caller
+    /// applies a frame's changes after it): a pf peer's two states of one connection are
+    /// created together and usually arrive in the same frame.
+    frame_inserts: Vec<(StateKey, StateId)>,
     /// Where the index check resumes, and when it last ran.
     gc_cursor: Option<StateId>,
     gc_last: Option<Duration>,
@@ -623,6 +650,7 @@ impl PfsyncEngine {
             dst,
             link_up: true,
             index: BTreeMap::new(),
+            frame_inserts: Vec::new(),
             gc_cursor: None,
             gc_last: None,
             pending: HashMap::new(),
@@ -809,6 +837,7 @@ impl PfsyncEngine {
             StateChange::Insert(state) => (StateId::new(state.id, state.creator), state.key),
             StateChange::Update(merge) => (merge.id, merge.key),
             StateChange::Delete { key, id } => (*id, *key),
+            StateChange::Cover { key, id, .. } => (*id, *key),
         };
         match error {
             ApplyError::Full | ApplyError::KeyExists => self.counters.insert_failures += 1,
@@ -905,6 +934,7 @@ impl PfsyncEngine {
         let interfaces = Arc::clone(&self.config.interfaces);
         let cx = conversion(&interfaces, self.config.default_iface, now, store);
         let mut bulk_progress = false;
+        self.frame_inserts.clear();
         for section in frame.sections() {
             let section = match section {
                 Ok(section) => section,
@@ -1050,8 +1080,9 @@ impl PfsyncEngine {
     /// The key and current state of a state we know by identity; a stale index entry (the
     /// state left the table unreported) is dropped.
     fn known_in(&mut self, store: &impl StateStore, id: StateId) -> Option<(StateKey, State)> {
-        let key = self.index.get(&id)?.key;
-        match store.get(&key, id) {
+        let known = self.index.get(&id)?;
+        let key = known.key;
+        match store.get(&key, known.record.unwrap_or(id)) {
             Some(state) => Some((key, state)),
             None => {
                 self.index.remove(&id);
@@ -1077,17 +1108,44 @@ impl PfsyncEngine {
             }
         };
         let id = message.state_id();
-        if let Some(existing) = store.find(&state.key) {
-            if existing.id == id.id && existing.creator == id.creator {
+        let existing = store
+            .find(&state.key)
+            .map(|e| StateId::new(e.id, e.creator))
+            .or_else(|| {
+                self.frame_inserts
+                    .iter()
+                    .find(|(key, _)| *key == state.key)
+                    .map(|&(_, record)| record)
+            });
+        if let Some(record) = existing {
+            if record == id {
                 // Already in the table, just not known by identity.
                 self.index.insert(
                     id,
                     Known {
                         key: state.key,
                         peer_touched: Some(now),
+                        record: None,
                     },
                 );
                 self.counters.duplicate_inserts += 1;
+            } else if record.creator == id.creator && record.creator != self.config.host_id {
+                // The peer's state for the connection's other filter point (pf's second
+                // state of a forwarded connection): one record covers both here.
+                self.index.insert(
+                    id,
+                    Known {
+                        key: state.key,
+                        peer_touched: Some(now),
+                        record: Some(record),
+                    },
+                );
+                self.counters.merged_states += 1;
+                out.push(Action::Apply(StateChange::Cover {
+                    key: state.key,
+                    id: record,
+                    covers: state.covers,
+                }));
             } else {
                 self.counters.insert_failures += 1;
             }
@@ -1098,9 +1156,11 @@ impl PfsyncEngine {
             Known {
                 key: state.key,
                 peer_touched: Some(now),
+                record: None,
             },
         );
         let key = state.key;
+        self.frame_inserts.push((key, id));
         out.push(Action::Apply(StateChange::Insert(Box::new(state))));
         if message.state_flags & state_flags::ACK != 0 {
             // The peer holds the state's first packet until we acknowledge (§3.6).
@@ -1141,6 +1201,12 @@ impl PfsyncEngine {
             }
         };
         let stale = merge.apply(&mut local.clone(), now.as_millis() as u64);
+        // Into the record, which is `id` itself unless `id` is the peer's other state of
+        // the connection (`Known::record`).
+        let merge = Merge {
+            id: StateId::new(local.id, local.creator),
+            ..merge
+        };
         out.push(Action::Apply(StateChange::Update(merge)));
         // Any update for the state tells us the peer has it: a packet held for its INS_ACK
         // goes now (pfsync_deferred from pfsync_in_upd / pfsync_in_upd_c, §3.6). The peer
@@ -1182,6 +1248,10 @@ impl PfsyncEngine {
 
     fn receive_delete(&mut self, id: StateId, out: &mut Vec<Action>) {
         match self.index.remove(&id) {
+            // The peer's other state of a connection: the record lives on with its own.
+            Some(Known {
+                record: Some(_), ..
+            }) => {}
             Some(known) => {
                 self.dequeue(id);
                 out.push(Action::Apply(StateChange::Delete { key: known.key, id }));
@@ -1215,10 +1285,11 @@ impl PfsyncEngine {
             };
             Some(Some(index))
         };
+        // Records only: the peer's other states of the same connections go with them.
         let victims: Vec<(StateId, StateKey)> = self
             .index
             .iter()
-            .filter(|(id, _)| id.creator == clr.creatorid)
+            .filter(|(id, known)| id.creator == clr.creatorid && known.record.is_none())
             .map(|(id, known)| (*id, known.key))
             .collect();
         for (id, key) in victims {
@@ -1238,6 +1309,16 @@ impl PfsyncEngine {
             self.dequeue(id);
             out.push(Action::Apply(StateChange::Delete { key, id }));
         }
+        let index = &self.index;
+        let gone = |record: &StateId| !index.contains_key(record);
+        let orphans: Vec<StateId> = index
+            .iter()
+            .filter(|(_, known)| known.record.as_ref().is_some_and(gone))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in orphans {
+            self.index.remove(&id);
+        }
     }
 
     // ----- queueing -----------------------------------------------------------------------
@@ -1247,6 +1328,7 @@ impl PfsyncEngine {
         let known = self.index.entry(id).or_insert(Known {
             key,
             peer_touched: None,
+            record: None,
         });
         known.key = key;
         *known
@@ -1429,19 +1511,19 @@ impl PfsyncEngine {
             Some(id) => Bound::Excluded(id),
             None => Bound::Unbounded,
         };
-        let batch: Vec<(StateId, StateKey)> = self
+        let batch: Vec<(StateId, StateKey, StateId)> = self
             .index
             .range((start, Bound::Unbounded))
             .take(budget)
-            .map(|(id, known)| (*id, known.key))
+            .map(|(id, known)| (*id, known.key, known.record.unwrap_or(*id)))
             .collect();
         self.gc_cursor = if batch.len() < budget {
             None
         } else {
-            batch.last().map(|(id, _)| *id)
+            batch.last().map(|(id, _, _)| *id)
         };
-        for (id, key) in batch {
-            if store.get(&key, id).is_none() && !self.pending.contains_key(&id) {
+        for (id, key, record) in batch {
+            if store.get(&key, record).is_none() && !self.pending.contains_key(&id) {
                 self.index.remove(&id);
             }
         }

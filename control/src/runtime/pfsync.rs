@@ -479,6 +479,7 @@ impl SyncPlane {
                 "duplicate_inserts": c.duplicate_inserts,
                 "host_id_conflicts": c.host_id_conflicts,
                 "insert_failures": c.insert_failures,
+                "merged_states": c.merged_states,
                 "stale": c.stale,
                 "vanished": c.vanished,
                 "tdb_ignored": c.tdb_ignored,

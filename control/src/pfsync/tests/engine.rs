@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rampart_conf::MacAddr;
 use rampart_dataplane::state::tcp::{tcps, Peer};
-use rampart_dataplane::state::{State, Timeout};
+use rampart_dataplane::state::{State, Timeout, COVER_IN, COVER_OUT, STATE_OUTBOUND};
 
 use super::{ms, synced_view, tcp_state, udp_state, Node, Pair, ADDR_A, ADDR_B, T0};
 use crate::pfsync::wire::{self, action, parse, state_flags, Bus, Clr, IfName, Message, StateMsg};
@@ -511,6 +511,72 @@ fn clr_naming_an_interface_clears_only_the_states_on_it() {
     assert_eq!(b.table.len(), 4, "the three states bound to em0 went");
     b.receive(ADDR_A, &clr("all"), T0);
     assert_eq!(b.table.len(), 0, "then the floating ones");
+}
+
+#[test]
+fn an_openbsd_peers_two_states_of_a_connection_become_one_record() {
+    // pf keeps a forwarded connection as two states: in on the ingress interface and out on
+    // the egress one, each with its own id. rampart keeps one record covering both points,
+    // so after a failover the connection passes both.
+    let mut b = Node::new(0xb, ADDR_B, |_| {});
+    let timeouts = *b.table.timeouts();
+    let cx = crate::pfsync::Conversion {
+        now_ms: ms(T0),
+        timeouts: &timeouts,
+        state_count: 0,
+        interfaces: &[],
+        default_iface: 0,
+    };
+    let conn = tcp_state(1, T0);
+    let state_msg = |id: u64, outbound: bool| {
+        let mut st = conn.clone();
+        st.id = id;
+        st.creator = 0xc;
+        st.covers = 0;
+        if outbound {
+            st.flags |= STATE_OUTBOUND;
+        }
+        let mut msg = StateMsg::from_state(&st, &cx);
+        // As OpenBSD sends it: no rampart coverage bits, the direction says which point.
+        msg.sync_flags = 0;
+        msg
+    };
+    let send = |b: &mut Node, messages: Vec<Message>| {
+        let frame = Datagram {
+            dst: Ipv4Addr::new(224, 0, 0, 240),
+            payload: wire::encode(&messages),
+        };
+        b.receive(ADDR_A, &frame, T0);
+    };
+    send(
+        &mut b,
+        vec![
+            Message::Ins(Box::new(state_msg(100, false))),
+            Message::Ins(Box::new(state_msg(101, true))),
+        ],
+    );
+    assert_eq!(b.table.len(), 1, "one record");
+    let record = b.get(&conn.key).unwrap();
+    assert_eq!(record.id, 100);
+    assert_eq!(record.covers, COVER_IN | COVER_OUT, "both filter points");
+    let c = b.engine.counters();
+    assert_eq!((c.merged_states, c.insert_failures), (1, 0));
+    // An update of the second state merges into the record.
+    let mut upd = state_msg(101, true);
+    upd.src.seqlo = conn.peers[0].seqlo + 5000;
+    upd.src.seqhi = conn.peers[0].seqhi + 5000;
+    send(&mut b, vec![Message::Upd(Box::new(upd))]);
+    assert_eq!(
+        b.get(&conn.key).unwrap().peers[0].seqlo,
+        conn.peers[0].seqlo + 5000
+    );
+    assert_eq!(b.engine.counters().unknown_state, 0);
+    // Its deletion leaves the record to the first state, whose deletion removes it.
+    send(&mut b, vec![Message::DelC(StateId::new(101, 0xc))]);
+    assert_eq!(b.table.len(), 1);
+    send(&mut b, vec![Message::DelC(StateId::new(100, 0xc))]);
+    assert_eq!(b.table.len(), 0);
+    assert_eq!(b.engine.counters().unknown_state, 0);
 }
 
 #[test]
