@@ -11,7 +11,7 @@ use std::time::Duration;
 use rampart_conf::{proto, Config};
 use rampart_dataplane::state::tcp::Peer;
 use rampart_dataplane::state::{
-    State, StateKey, StateTable, Timeout, TimeoutTable, WalkCursor, STATE_IF_BOUND,
+    State, StateKey, StateTable, Timeout, TimeoutTable, WalkCursor, STATE_IF_BOUND, STATE_OUTBOUND,
 };
 use rampart_dataplane::wire::parse::{parse_frame, Fragment};
 use rampart_dataplane::wire::pfsync as view;
@@ -621,7 +621,7 @@ pub struct PfsyncEngine {
     /// The states the frame being received inserted, not yet in the table (the caller
     /// applies a frame's changes after it): a pf peer's two states of one connection are
     /// created together and usually arrive in the same frame.
-    frame_inserts: Vec<(StateKey, StateId)>,
+    frame_inserts: Vec<(StateKey, StateId, bool)>,
     /// Where the index check resumes, and when it last ran.
     gc_cursor: Option<StateId>,
     gc_last: Option<Duration>,
@@ -1108,16 +1108,17 @@ impl PfsyncEngine {
             }
         };
         let id = message.state_id();
+        let outbound = state.flags & STATE_OUTBOUND != 0;
         let existing = store
             .find(&state.key)
-            .map(|e| StateId::new(e.id, e.creator))
+            .map(|e| (StateId::new(e.id, e.creator), e.flags & STATE_OUTBOUND != 0))
             .or_else(|| {
                 self.frame_inserts
                     .iter()
-                    .find(|(key, _)| *key == state.key)
-                    .map(|&(_, record)| record)
+                    .find(|(key, _, _)| *key == state.key)
+                    .map(|&(_, record, outbound)| (record, outbound))
             });
-        if let Some(record) = existing {
+        if let Some((record, record_outbound)) = existing {
             if record == id {
                 // Already in the table, just not known by identity.
                 self.index.insert(
@@ -1129,9 +1130,13 @@ impl PfsyncEngine {
                     },
                 );
                 self.counters.duplicate_inserts += 1;
-            } else if record.creator == id.creator && record.creator != self.config.host_id {
+            } else if record.creator == id.creator
+                && record.creator != self.config.host_id
+                && record_outbound != outbound
+            {
                 // The peer's state for the connection's other filter point (pf's second
-                // state of a forwarded connection): one record covers both here.
+                // state of a forwarded connection, created in the other direction): one
+                // record covers both here.
                 self.index.insert(
                     id,
                     Known {
@@ -1160,7 +1165,7 @@ impl PfsyncEngine {
             },
         );
         let key = state.key;
-        self.frame_inserts.push((key, id));
+        self.frame_inserts.push((key, id, outbound));
         out.push(Action::Apply(StateChange::Insert(Box::new(state))));
         if message.state_flags & state_flags::ACK != 0 {
             // The peer holds the state's first packet until we acknowledge (§3.6).

@@ -571,6 +571,11 @@ fn an_openbsd_peers_two_states_of_a_connection_become_one_record() {
         conn.peers[0].seqlo + 5000
     );
     assert_eq!(b.engine.counters().unknown_state, 0);
+    // Another state for the same connection in the same direction is not pf's second state
+    // (a reused tuple whose old state we still hold): refused, as before.
+    send(&mut b, vec![Message::Ins(Box::new(state_msg(102, false)))]);
+    let c = b.engine.counters();
+    assert_eq!((c.merged_states, c.insert_failures), (1, 1));
     // Its deletion leaves the record to the first state, whose deletion removes it.
     send(&mut b, vec![Message::DelC(StateId::new(101, 0xc))]);
     assert_eq!(b.table.len(), 1);
