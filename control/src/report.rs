@@ -147,6 +147,7 @@ fn state_json(cx: &ReportContext, s: &State) -> Value {
     let ((a0, p0), (a1, p1)) = s.key.endpoints();
     let proto = s.key.proto();
     let ports = proto == 6 || proto == 17;
+    let icmp = proto == 1 || proto == 58;
     let ((src, sport), (dst, dport)) = if s.initiator() == 0 {
         ((a0, p0), (a1, p1))
     } else {
@@ -176,8 +177,10 @@ fn state_json(cx: &ReportContext, s: &State) -> Value {
         },
         "proto": rampart_conf::proto::name(proto).map(str::to_string).unwrap_or_else(|| proto.to_string()),
         "direction": if outbound { "out" } else { "in" },
-        "src": endpoint(src, sport, ports),
-        "dst": endpoint(dst, dport, ports),
+        // ICMP query states carry pf's identifier and virtual type in the port slots, and
+        // pfctl prints them as ports where they are not 0.
+        "src": endpoint(src, sport, ports || (icmp && sport != 0)),
+        "dst": endpoint(dst, dport, ports || (icmp && dport != 0)),
         "state": format!("{left_state}:{right_state}"),
         "age_s": cx.now_ms.saturating_sub(u64::from(s.created_s) * 1000) / 1000,
         "expires_in_s": expires.saturating_sub(cx.now_ms) / 1000,
@@ -347,5 +350,12 @@ mod tests {
         // And an inbound one the responder's first.
         let syn_in = state(6, 40000, 443, [tcps::SYN_SENT, tcps::CLOSED], false);
         assert_eq!(state_json(&cx, &syn_in)["state"], "CLOSED:SYN_SENT");
+        // An echo: pfctl shows `198.51.100.7:8 <- 192.0.2.10:16962  0:0`.
+        let (id, echo_type) = rampart_dataplane::state::key::icmp_ports(false, 8, Some(16962));
+        let echo = state(1, id, echo_type, [0, 0], false);
+        let v = state_json(&cx, &echo);
+        assert_eq!(v["src"], "192.0.2.10:16962");
+        assert_eq!(v["dst"], "198.51.100.7:8");
+        assert_eq!(v["state"], "0:0");
     }
 }
