@@ -363,6 +363,12 @@ fn print_pfsync(v: &Value) {
         n(&v["known_states"]),
         n(&v["queued"]),
     );
+    if n(&v["merged_states"]) > 0 {
+        println!(
+            "merged: {} of the peer's states were its second state of a connection (pf keeps one per filter point)",
+            n(&v["merged_states"])
+        );
+    }
     for (what, key) in [("sent", "sent"), ("received", "received")] {
         if let Some(m) = v[key].as_object() {
             let parts: Vec<String> = m.iter().map(|(k, val)| format!("{k} {}", n(val))).collect();

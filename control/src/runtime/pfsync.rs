@@ -462,6 +462,9 @@ impl SyncPlane {
             "received": actions(&c.received),
             "events": self.counters.events,
             "applied": self.counters.applied,
+            // A pf peer's second states of forwarded connections, folded into the first's
+            // record (not an error).
+            "merged_states": c.merged_states,
             "errors": {
                 "bad_auth": c.bad_auth,
                 "malformed": c.malformed,
@@ -479,7 +482,6 @@ impl SyncPlane {
                 "duplicate_inserts": c.duplicate_inserts,
                 "host_id_conflicts": c.host_id_conflicts,
                 "insert_failures": c.insert_failures,
-                "merged_states": c.merged_states,
                 "stale": c.stale,
                 "vanished": c.vanished,
                 "tdb_ignored": c.tdb_ignored,
