@@ -172,10 +172,11 @@ mod netns_lab {
             serde_json::from_slice(&out.stdout).expect("rampart ctl --json prints JSON")
         }
 
-        fn counter(&self, name: &str) -> u64 {
-            self.ctl("info")["counters"][name]
+        /// Packets a block rule or the default dropped (`packets.blocked`).
+        fn blocked(&self) -> u64 {
+            self.ctl("info")["packets"]["blocked"]
                 .as_u64()
-                .unwrap_or_else(|| panic!("no counter {name} in rampart ctl info --json"))
+                .expect("packets.blocked in rampart ctl info --json")
         }
 
         fn file(&self, name: &str) -> String {
@@ -438,10 +439,10 @@ mod netns_lab {
         );
 
         // The server may not open a connection to the client: nothing passes it, the
-        // default blocks it, and the "match" drop counter counts it.
+        // default blocks it, and the "blocked" counter counts it.
         lab.spawn("client", &["nc", "-l", CLIENT4, "2222"]);
         lab.wait_listening("client", 2222);
-        let before = lab.counter("match");
+        let before = lab.blocked();
         let started = Instant::now();
         let blocked = lab.sh("server", &["nc", "-z", "-w", "2", CLIENT4, "2222"]);
         assert!(
@@ -452,20 +453,20 @@ mod netns_lab {
             started.elapsed() >= Duration::from_millis(1500),
             "a blocked connection times out (it is dropped, not refused): {blocked:?}"
         );
-        let after = lab.counter("match");
+        let after = lab.blocked();
         assert!(
             after > before,
-            "the match counter did not grow: {before} -> {after}"
+            "the blocked counter did not grow: {before} -> {after}"
         );
         let blocked6 = lab.sh("server", &["nc", "-6", "-z", "-w", "2", CLIENT6, "2222"]);
         assert!(
             !blocked6.status.success(),
             "server -> [{CLIENT6}]:2222 should be blocked"
         );
-        let after6 = lab.counter("match");
+        let after6 = lab.blocked();
         assert!(
             after6 > after,
-            "the match counter did not grow for IPv6: {after} -> {after6}"
+            "the blocked counter did not grow for IPv6: {after} -> {after6}"
         );
 
         // Port 23 is refused at once by rampart's `block return` (an RST), even though the

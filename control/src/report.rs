@@ -46,9 +46,19 @@ fn sum(workers: &[std::sync::Arc<WorkerStats>], f: impl Fn(&WorkerStats) -> u64)
 pub fn info(cx: &ReportContext) -> Value {
     let w = cx.workers;
     let st = cx.states.stats();
+    // pfctl's Counters: packets dropped by each reason, except `match`, which pf counts for
+    // every packet the rules decided (REASON_SET(PFRES_MATCH) after the rule loop, pass or
+    // block): the rule evaluations. The drops by rules are `packets.blocked`.
+    let evaluations = sum(w, |s| s.rule_evaluations.get());
     let counters: serde_json::Map<String, Value> = DropReason::ALL
         .iter()
-        .map(|r| (r.name().to_string(), json!(sum(w, |s| s.dropped(*r)))))
+        .map(|r| {
+            let n = match r {
+                DropReason::Match => evaluations,
+                _ => sum(w, |s| s.dropped(*r)),
+            };
+            (r.name().to_string(), json!(n))
+        })
         .collect();
     let ports: Vec<Value> = cx
         .config
@@ -94,12 +104,13 @@ pub fn info(cx: &ReportContext) -> Value {
         "counters": counters,
         "packets": {
             "passed": sum(w, |s| s.passed.get()),
+            "blocked": sum(w, |s| s.dropped(DropReason::Match)),
             "forwarded": sum(w, |s| s.forwarded.get()),
             "answered": sum(w, |s| s.replies.get()),
             "to_control": sum(w, |s| s.to_control.get()),
             "sync_events": sum(w, |s| s.sync_events.get()),
             "sync_events_lost": sum(w, |s| s.sync_events_lost.get()),
-            "rule_evaluations": sum(w, |s| s.rule_evaluations.get()),
+            "rule_evaluations": evaluations,
         },
         "ports": ports,
         "pollers": pollers(cx),
@@ -280,6 +291,35 @@ mod tests {
                 rampart_dataplane::state::STATE_INITIATOR_IS_1
             } | if outbound { STATE_OUTBOUND } else { 0 },
         }
+    }
+
+    #[test]
+    fn match_counts_every_packet_the_rules_decided_as_pf_does() {
+        let config = rampart_conf::load_str(
+            Path::new("fw.toml"),
+            "[[interface]]\nname = \"lan\"\ndevice = \"net_null0\"\naddresses = [\"192.0.2.1/24\"]\n",
+        )
+        .unwrap()
+        .config;
+        let states = StateTable::new(StateTableConfig::from_config(&config, 4, 1, 1));
+        let worker = std::sync::Arc::new(WorkerStats::new(1, 0));
+        worker.rule_evaluations.add(10);
+        worker.count_drop(DropReason::Match);
+        worker.count_drop(DropReason::Match);
+        worker.count_drop(DropReason::Short);
+        let cx = ReportContext {
+            config: &config,
+            states: &states,
+            workers: &[worker],
+            uptime: Duration::ZERO,
+            devices: vec![None],
+            control: Value::Null,
+            now_ms: 0,
+        };
+        let v = info(&cx);
+        assert_eq!(v["counters"]["match"], 10, "{v}");
+        assert_eq!(v["counters"]["short"], 1);
+        assert_eq!(v["packets"]["blocked"], 2);
     }
 
     #[test]

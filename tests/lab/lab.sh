@@ -594,16 +594,16 @@ lab_demo() {
     demo_heading "Blocked: the server may not connect to the client (no rule passes it)"
     lab_spawn nc-listener client nc -l "$CLIENT4" 2222
     local before after
-    before=$("$rampart" ctl -s "$sock" info --json | jq '.counters.match')
+    before=$("$rampart" ctl -s "$sock" info --json | jq '.packets.blocked')
     printf '\033[1m$ %s\033[0m\n' "nc -zv -w 2 $CLIENT4 2222   (in $NS_SERVER)"
     if lab_in server nc -zv -w 2 "$CLIENT4" 2222; then
         echo "demo: FAILED: the server reached the client through the firewall" >&2
         return 1
     fi
-    after=$("$rampart" ctl -s "$sock" info --json | jq '.counters.match')
-    echo "rampart's \"match\" drop counter (packets a block rule or the default dropped): $before -> $after"
+    after=$("$rampart" ctl -s "$sock" info --json | jq '.packets.blocked')
+    echo "rampart's \"blocked\" counter (packets a block rule or the default dropped): $before -> $after"
     ((after > before)) || {
-        echo "demo: FAILED: the match counter did not grow" >&2
+        echo "demo: FAILED: the blocked counter did not grow" >&2
         return 1
     }
     lab_kill "$RL_DIR/pids/nc-listener"
