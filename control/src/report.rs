@@ -293,29 +293,44 @@ mod tests {
         }
     }
 
+    /// A one-interface appliance with `rules` (TOML) after it, and its empty state table.
+    fn appliance(rules: &str) -> (Config, StateTable) {
+        let text = format!(
+            "[[interface]]\nname = \"lan\"\ndevice = \"net_null0\"\naddresses = [\"192.0.2.1/24\"]\n{rules}"
+        );
+        let config = rampart_conf::load_str(Path::new("fw.toml"), &text)
+            .unwrap()
+            .config;
+        let states = StateTable::new(StateTableConfig::from_config(&config, 4, 1, 1));
+        (config, states)
+    }
+
+    fn context<'a>(
+        config: &'a Config,
+        states: &'a StateTable,
+        workers: &'a [std::sync::Arc<WorkerStats>],
+    ) -> ReportContext<'a> {
+        ReportContext {
+            config,
+            states,
+            workers,
+            uptime: Duration::ZERO,
+            devices: Vec::new(),
+            control: Value::Null,
+            now_ms: 0,
+        }
+    }
+
     #[test]
     fn match_counts_every_packet_the_rules_decided_as_pf_does() {
-        let config = rampart_conf::load_str(
-            Path::new("fw.toml"),
-            "[[interface]]\nname = \"lan\"\ndevice = \"net_null0\"\naddresses = [\"192.0.2.1/24\"]\n",
-        )
-        .unwrap()
-        .config;
-        let states = StateTable::new(StateTableConfig::from_config(&config, 4, 1, 1));
+        let (config, states) = appliance("");
         let worker = std::sync::Arc::new(WorkerStats::new(1, 0));
         worker.rule_evaluations.add(10);
         worker.count_drop(DropReason::Match);
         worker.count_drop(DropReason::Match);
         worker.count_drop(DropReason::Short);
-        let cx = ReportContext {
-            config: &config,
-            states: &states,
-            workers: &[worker],
-            uptime: Duration::ZERO,
-            devices: vec![None],
-            control: Value::Null,
-            now_ms: 0,
-        };
+        let workers = [worker];
+        let cx = context(&config, &states, &workers);
         let v = info(&cx);
         assert_eq!(v["counters"]["match"], 10, "{v}");
         assert_eq!(v["counters"]["short"], 1);
@@ -324,28 +339,16 @@ mod tests {
 
     #[test]
     fn a_rules_states_are_the_ones_it_has_now() {
-        let config = rampart_conf::load_str(
-            Path::new("fw.toml"),
-            "[[interface]]\nname = \"lan\"\ndevice = \"net_null0\"\naddresses = [\"192.0.2.1/24\"]\n\n[[rule]]\naction = \"pass\"\n\n[[rule]]\naction = \"pass\"\nproto = \"udp\"\n",
-        )
-        .unwrap()
-        .config;
-        let states = StateTable::new(StateTableConfig::from_config(&config, 4, 1, 1));
+        let (config, states) = appliance(
+            "\n[[rule]]\naction = \"pass\"\n\n[[rule]]\naction = \"pass\"\nproto = \"udp\"\n",
+        );
         for (port, rule) in [(1000, 1), (1001, 1), (1002, u32::MAX)] {
             let mut st = state(17, port, 53, [single::SINGLE, 0], false);
             st.rule = rule;
             let hash = states.hash(&st.key);
             states.lock(hash).insert(hash, st).unwrap();
         }
-        let cx = ReportContext {
-            config: &config,
-            states: &states,
-            workers: &[],
-            uptime: Duration::ZERO,
-            devices: Vec::new(),
-            control: Value::Null,
-            now_ms: 0,
-        };
+        let cx = context(&config, &states, &[]);
         let v = rules(&cx);
         assert_eq!(v["rules"][0]["states"], 0, "{v}");
         assert_eq!(v["rules"][1]["states"], 2, "{v}");
@@ -358,22 +361,8 @@ mod tests {
 
     #[test]
     fn states_show_each_hosts_state_in_the_order_pfctl_prints_the_hosts() {
-        let config = rampart_conf::load_str(
-            Path::new("fw.toml"),
-            "[[interface]]\nname = \"lan\"\ndevice = \"net_null0\"\naddresses = [\"192.0.2.1/24\"]\n",
-        )
-        .unwrap()
-        .config;
-        let states = StateTable::new(StateTableConfig::from_config(&config, 4, 1, 1));
-        let cx = ReportContext {
-            config: &config,
-            states: &states,
-            workers: &[],
-            uptime: Duration::ZERO,
-            devices: Vec::new(),
-            control: Value::Null,
-            now_ms: 0,
-        };
+        let (config, states) = appliance("");
+        let cx = context(&config, &states, &[]);
         // A DNS query let in and answered once: the client (initiator) MULTIPLE, the server
         // SINGLE. pfctl: `all udp 198.51.100.7:53 <- 192.0.2.10:59363  SINGLE:MULTIPLE`.
         let dns = state(17, 59363, 53, [single::MULTIPLE, single::SINGLE], false);

@@ -381,6 +381,19 @@ fn an_update_for_an_unknown_state_asks_for_it() {
     assert_tables_agree(&pair);
 }
 
+/// How a peer's states are turned into messages at T0, as another node would send them.
+fn sender_conversion(
+    timeouts: &rampart_dataplane::state::TimeoutTable,
+) -> crate::pfsync::Conversion<'_> {
+    crate::pfsync::Conversion {
+        now_ms: ms(T0),
+        timeouts,
+        state_count: 0,
+        interfaces: &[],
+        default_iface: 0,
+    }
+}
+
 #[test]
 fn an_ins_asking_for_an_ack_gets_one_at_once() {
     let mut b = Node::new(0xb, ADDR_B, |_| {});
@@ -388,13 +401,7 @@ fn an_ins_asking_for_an_ack_gets_one_at_once() {
     state.id = 77;
     state.creator = 0xa;
     let timeouts = *b.table.timeouts();
-    let cx = crate::pfsync::Conversion {
-        now_ms: ms(T0),
-        timeouts: &timeouts,
-        state_count: 0,
-        interfaces: &[],
-        default_iface: 0,
-    };
+    let cx = sender_conversion(&timeouts);
     let mut msg = StateMsg::from_state(&state, &cx);
     msg.state_flags |= wire::state_flags::ACK;
     let frame = Datagram {
@@ -469,13 +476,7 @@ fn clr_naming_an_interface_clears_only_the_states_on_it() {
         c.default_iface = 1;
     });
     let timeouts = *b.table.timeouts();
-    let cx = crate::pfsync::Conversion {
-        now_ms: ms(T0),
-        timeouts: &timeouts,
-        state_count: 0,
-        interfaces: &[],
-        default_iface: 0,
-    };
+    let cx = sender_conversion(&timeouts);
     let ins = |i: u32, ifname: &str| {
         let mut state = tcp_state(i, T0);
         state.id = 1000 + u64::from(i);
@@ -520,13 +521,7 @@ fn an_openbsd_peers_two_states_of_a_connection_become_one_record() {
     // so after a failover the connection passes both.
     let mut b = Node::new(0xb, ADDR_B, |_| {});
     let timeouts = *b.table.timeouts();
-    let cx = crate::pfsync::Conversion {
-        now_ms: ms(T0),
-        timeouts: &timeouts,
-        state_count: 0,
-        interfaces: &[],
-        default_iface: 0,
-    };
+    let cx = sender_conversion(&timeouts);
     let conn = tcp_state(1, T0);
     let state_msg = |id: u64, outbound: bool| {
         let mut st = conn.clone();
