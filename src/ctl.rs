@@ -369,6 +369,14 @@ fn print_pfsync(v: &Value) {
             n(&v["merged_states"])
         );
     }
+    if v["split_states"] == true {
+        println!("split states: forwarded connections are sent as pf's two states");
+    } else if n(&v["pf_states_received"]) > 0 {
+        println!(
+            "warning: the peer sent {} states the way pf does (an OpenBSD peer?); set [pfsync] split_states = true so that it gets both states of each forwarded connection",
+            n(&v["pf_states_received"])
+        );
+    }
     for (what, key) in [("sent", "sent"), ("received", "received")] {
         if let Some(m) = v[key].as_object() {
             let parts: Vec<String> = m.iter().map(|(k, val)| format!("{k} {}", n(val))).collect();

@@ -288,11 +288,13 @@ fn run_appliance(config: Config) -> Result<()> {
     let boot_secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    // pf seeds state ids from the boot time so they don't repeat across restarts.
+    // pf seeds state ids from the boot time so they don't repeat across restarts. Bit 63
+    // stays clear: it marks the twin a split record is sent with (`[pfsync] split_states`).
+    let first_id = (boot_secs & 0x7fff_ffff) << 32;
     let shared = Shared::from_config(
         &config,
         &macs,
-        StateTableConfig::from_config(&config, 256, host_id, boot_secs << 32),
+        StateTableConfig::from_config(&config, 256, host_id, first_id),
     );
     let control: Arc<ArrayQueue<ToControl<Mbuf>>> = Arc::new(ArrayQueue::new(4096));
     let mut plane = ControlPlane::new(&config, shared.clone(), random_u64)

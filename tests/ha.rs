@@ -1050,11 +1050,13 @@ mod ha_lab {
     /// pfsync test 2: fw-b starts while fw-a holds 500 connections: it gets them all by bulk
     /// update (the same `ctl states` count on both), stays demoted until the BUS END, and every
     /// pfsync frame on the sync link parses under an independent decoder
-    /// (tests/lab/pfsync_decode.py, written from protocols.md).
+    /// (tests/lab/pfsync_decode.py, written from protocols.md). Both nodes run with
+    /// `split_states`, as with an OpenBSD peer: each forwarded connection crosses as pf's two
+    /// states, and fw-b folds them back into one record each.
     #[test]
     fn pfsync_bulk_update_on_start_and_frames_decode_independently() {
         let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(lab) = Ha::up("q", &[]) else {
+        let Some(lab) = Ha::up("q", &[("HA_SPLIT_STATES", "1")]) else {
             return;
         };
         lab.ok(&["stop", "fw-b"]);
@@ -1089,9 +1091,14 @@ mod ha_lab {
         let b = pfsync(&lab, "fw-b");
         assert_eq!(b["bulk"]["status"], "done", "{b}");
         assert_eq!(b["bulk"]["received"], 1, "{b}");
-        assert!(b["states_received"].as_u64().unwrap() >= 500, "{b}");
+        assert!(b["states_received"].as_u64().unwrap() >= 1000, "{b}");
+        // Each connection's second pf state merged into its record, none refused.
+        assert!(b["merged_states"].as_u64().unwrap() >= 500, "{b}");
+        assert_eq!(b["errors"]["insert_failures"], 0, "{b}");
+        assert_eq!(b["pf_states_received"], 0, "{b}");
         let a = pfsync(&lab, "fw-a");
-        assert!(a["bulk"]["states_sent"].as_u64().unwrap() >= 500, "{a}");
+        assert_eq!(a["split_states"], true, "{a}");
+        assert!(a["bulk"]["states_sent"].as_u64().unwrap() >= 1000, "{a}");
         // fw-b's CARP demotion: +32 from its start until the BUS END, 0 after.
         let carp = lab.carp("fw-b");
         assert_eq!(carp["demotion"], 0, "{carp}");
@@ -1140,7 +1147,8 @@ mod ha_lab {
         assert!(d["bulk_requests"].as_u64().unwrap() >= 1, "{d}");
         assert!(d["actions"]["BUS_START"].as_u64().unwrap_or(0) >= 1, "{d}");
         assert!(d["actions"]["BUS_END"].as_u64().unwrap_or(0) >= 1, "{d}");
-        assert!(d["states"].as_u64().unwrap() >= 500, "{d}");
+        // Both states of every connection went over the link.
+        assert!(d["states"].as_u64().unwrap() >= 1000, "{d}");
         lab.finish();
     }
 }

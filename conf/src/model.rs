@@ -244,6 +244,10 @@ pub struct Pfsync {
     /// rampart's authenticated mode: an HMAC-SHA1 trailer keyed by this secret on every
     /// pfsync packet, and packets without a valid one refused (not understood by OpenBSD).
     pub key: Option<Vec<u8>>,
+    /// Send a forwarded connection as the two states pf keeps for it (in on the ingress
+    /// interface, out on the egress one) instead of rampart's one record: what an OpenBSD
+    /// peer needs to pass the connection at both filter points after a failover.
+    pub split_states: bool,
     pub origin: Origin,
 }
 

@@ -89,6 +89,8 @@ pub struct Pfsync {
     pub maxupd: Option<Spanned<u32>>,
     pub bulk_rate: Option<Spanned<u32>>,
     pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub split_states: bool,
 }
 
 #[derive(Debug, Deserialize)]

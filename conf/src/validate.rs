@@ -893,6 +893,7 @@ impl Validator<'_> {
             maxupd,
             bulk_rate,
             key,
+            split_states: p.split_states,
             origin: o,
         })
     }

@@ -623,3 +623,24 @@ fn eal_args_may_not_set_the_lcore_list_or_the_main_lcore() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn pfsync_split_states_is_a_boolean_off_by_default() {
+    let config = |extra: &str| {
+        load_str(
+            Path::new("fw.toml"),
+            &format!("{BASE}\n[pfsync]\ninterface = \"lan\"\n{extra}"),
+        )
+        .unwrap()
+        .config
+        .pfsync
+        .unwrap()
+    };
+    assert!(!config("").split_states);
+    assert!(config("split_states = true\n").split_states);
+    let e = errors_after_base("\n[pfsync]\ninterface = \"lan\"\nsplit_states = \"yes\"\n");
+    assert_eq!(
+        e,
+        ["4:16: invalid type: string \"yes\", expected a boolean"]
+    );
+}

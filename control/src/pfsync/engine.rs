@@ -11,7 +11,8 @@ use std::time::Duration;
 use rampart_conf::{proto, Config};
 use rampart_dataplane::state::tcp::Peer;
 use rampart_dataplane::state::{
-    State, StateKey, StateTable, Timeout, TimeoutTable, WalkCursor, STATE_IF_BOUND, STATE_OUTBOUND,
+    State, StateKey, StateTable, Timeout, TimeoutTable, WalkCursor, COVER_IN, COVER_OUT,
+    STATE_IF_BOUND, STATE_OUTBOUND,
 };
 use rampart_dataplane::wire::parse::{parse_frame, Fragment};
 use rampart_dataplane::wire::pfsync as view;
@@ -19,8 +20,8 @@ use rampart_dataplane::worker::StateEvent;
 
 use super::convert::{check_update, import_peer, import_timeout, Conversion, ImportError};
 use super::wire::{
-    self, action, state_flags, Bus, Datagram, FrameBuilder, FrameError, IfName, Message, PeerMsg,
-    SectionError, StateId, StateMsg, UpdC, BUS_END, BUS_START, TCPS_PROXY_SRC,
+    self, action, state_flags, sync_flags, Bus, Datagram, FrameBuilder, FrameError, IfName,
+    Message, PeerMsg, SectionError, StateId, StateMsg, UpdC, BUS_END, BUS_START, TCPS_PROXY_SRC,
 };
 
 /// Queued messages wait at most this long (`timeout_add_sec(&s->s_tmo, 1)`, §3.5).
@@ -126,6 +127,20 @@ pub struct PfsyncConfig {
     /// bytes after the pfsync message, outside its `len`) and packets without a valid one
     /// are dropped. `None`: plain pfsync v6.
     pub auth_key: Option<Arc<[u8]>>,
+    /// `[pfsync] split_states`: a record that covers both filter points of a forwarded
+    /// connection goes out as pf's two states, the second under [`twin_id`] (see "One
+    /// record, pf's two states" in the [module documentation](super)).
+    pub split_states: bool,
+}
+
+/// The bit that makes a state id the id of its record's twin: the second pf state of a
+/// forwarded connection, sent with `[pfsync] split_states`. rampart's own ids keep it clear
+/// (`rampart run` seeds them with the boot time's low 31 bits, shifted by 32).
+pub const TWIN_ID_BIT: u64 = 1 << 63;
+
+/// The id under which `record`'s second pf state goes out when the peer has not named one.
+pub fn twin_id(record: StateId) -> StateId {
+    StateId::new(record.id ^ TWIN_ID_BIT, record.creator)
 }
 
 /// The authenticated mode's trailer: HMAC-SHA1 of the pfsync message (header and sections,
@@ -192,6 +207,7 @@ impl PfsyncConfig {
             bulk_progress_timeout: DEFAULT_BULK_PROGRESS_TIMEOUT,
             index_gc_budget: DEFAULT_INDEX_GC_BUDGET,
             auth_key: pfsync.key.as_deref().map(Arc::from),
+            split_states: pfsync.split_states,
         })
     }
 
@@ -209,6 +225,7 @@ impl PfsyncConfig {
             bulk_progress_timeout: DEFAULT_BULK_PROGRESS_TIMEOUT,
             index_gc_budget: DEFAULT_INDEX_GC_BUDGET,
             auth_key: None,
+            split_states: false,
         }
     }
 }
@@ -511,6 +528,10 @@ pub struct PfsyncCounters {
     /// The peer's second state for a connection rampart holds as one record (pf keeps one
     /// per filter point): its filter point was added to the record (see `Known::record`).
     pub merged_states: u64,
+    /// Full states (INS, UPD) from the peer without rampart's coverage bits: the peer is pf
+    /// (OpenBSD), which keeps two states per forwarded connection and needs them from us
+    /// too (`[pfsync] split_states`).
+    pub pf_states_received: u64,
     /// Updates with a stale side, answered with our state (`stale`).
     pub stale: u64,
     /// States gone from the table when their queued message was written.
@@ -569,6 +590,10 @@ struct Known {
     /// egress), rampart as one record covering both points. The second state to arrive
     /// adds its filter point to the first's record, and its updates merge into it.
     record: Option<StateId>,
+    /// On a record: the id of its other pf state, when the peer knows one (the peer's own
+    /// second state, merged into the record, or the twin this node sent). Updates and the
+    /// deletion of the record go to it too.
+    twin: Option<StateId>,
 }
 
 /// A queued message for one state.
@@ -591,6 +616,8 @@ struct BulkSend {
     /// Where the walk over the table resumes, and the states it read but did not send yet.
     cursor: WalkCursor,
     slice: VecDeque<State>,
+    /// The twin of the state sent last, when it did not fit in the same packet.
+    carry: Option<Box<StateMsg>>,
     walked: bool,
     started: bool,
     /// States sent, and in the table when the bulk started.
@@ -803,7 +830,14 @@ impl PfsyncEngine {
     /// `pfsync_delete_state`): queue a DEL_C, or cancel a queued INS and send nothing. Not for
     /// the deletions the engine asked for ([`StateChange::Delete`]).
     pub fn state_deleted(&mut self, id: StateId, now: Duration) {
-        self.index.remove(&id);
+        let twin = self.index.remove(&id).and_then(|known| known.twin);
+        if let Some(twin) = twin {
+            // The peer knows the connection's other pf state too: it goes with the record.
+            if self.index.remove(&twin).is_some() {
+                self.dequeue(twin);
+                self.enqueue(twin, Queue::DelC, StateKey::default(), now);
+            }
+        }
         match self.pending.get(&id).map(|p| p.queue) {
             Some(Queue::Ins) => {
                 self.dequeue(id);
@@ -1026,6 +1060,7 @@ impl PfsyncEngine {
             },
             Message::Tdb(_) => self.counters.tdb_ignored += 1,
             Message::Ins(state) => {
+                self.note_sender(&state);
                 if let Err(e) = state.check_import() {
                     self.count_import_error(e);
                     return;
@@ -1040,6 +1075,7 @@ impl PfsyncEngine {
                 self.import(&state, cx, now, store, out);
             }
             Message::Upd(state) => {
+                self.note_sender(&state);
                 if let Err(e) = check_update(state.timeout, &state.src, &state.dst) {
                     self.count_import_error(e);
                     return;
@@ -1064,6 +1100,14 @@ impl PfsyncEngine {
                     }
                 }
             }
+        }
+    }
+
+    /// Counts a full state that came without rampart's coverage bits: its sender is pf.
+    fn note_sender(&mut self, state: &StateMsg) {
+        let cover = sync_flags::RAMPART_COVER_IN | sync_flags::RAMPART_COVER_OUT;
+        if state.sync_flags & cover == 0 {
+            self.counters.pf_states_received += 1;
         }
     }
 
@@ -1127,6 +1171,7 @@ impl PfsyncEngine {
                         key: state.key,
                         peer_touched: Some(now),
                         record: None,
+                        twin: None,
                     },
                 );
                 self.counters.duplicate_inserts += 1;
@@ -1143,8 +1188,12 @@ impl PfsyncEngine {
                         key: state.key,
                         peer_touched: Some(now),
                         record: Some(record),
+                        twin: None,
                     },
                 );
+                if let Some(known) = self.index.get_mut(&record) {
+                    known.twin = Some(id);
+                }
                 self.counters.merged_states += 1;
                 out.push(Action::Apply(StateChange::Cover {
                     key: state.key,
@@ -1162,6 +1211,7 @@ impl PfsyncEngine {
                 key: state.key,
                 peer_touched: Some(now),
                 record: None,
+                twin: None,
             },
         );
         let key = state.key;
@@ -1255,8 +1305,13 @@ impl PfsyncEngine {
         match self.index.remove(&id) {
             // The peer's other state of a connection: the record lives on with its own.
             Some(Known {
-                record: Some(_), ..
-            }) => {}
+                record: Some(record),
+                ..
+            }) => {
+                if let Some(known) = self.index.get_mut(&record) {
+                    known.twin = None;
+                }
+            }
             Some(known) => {
                 self.dequeue(id);
                 out.push(Action::Apply(StateChange::Delete { key: known.key, id }));
@@ -1328,12 +1383,43 @@ impl PfsyncEngine {
 
     // ----- queueing -----------------------------------------------------------------------
 
+    /// The id of the connection's other pf state for `state`'s record: the one the peer
+    /// knows, or, with `split_states`, [`twin_id`] for a floating record that covers both
+    /// filter points.
+    fn twin_of(&self, state: &State) -> Option<StateId> {
+        let record = StateId::new(state.id, state.creator);
+        if let Some(twin) = self.index.get(&record).and_then(|k| k.twin) {
+            return Some(twin);
+        }
+        let both = COVER_IN | COVER_OUT;
+        (self.config.split_states
+            && state.covers & both == both
+            && state.flags & STATE_IF_BOUND == 0)
+            .then(|| twin_id(record))
+    }
+
+    /// The peer is being sent `twin`, the other pf state of `record`: index it as one of
+    /// the record's states, so that the peer's requests, updates and deletion of it find
+    /// the record.
+    fn note_twin(&mut self, record: StateId, key: StateKey, twin: StateId) {
+        let mut known = self.know(record, key);
+        known.twin = Some(twin);
+        self.index.insert(record, known);
+        self.index.entry(twin).or_insert(Known {
+            key,
+            peer_touched: None,
+            record: Some(record),
+            twin: None,
+        });
+    }
+
     /// Records `id` → `key`, keeping what is known about it.
     fn know(&mut self, id: StateId, key: StateKey) -> Known {
         let known = self.index.entry(id).or_insert(Known {
             key,
             peer_touched: None,
             record: None,
+            twin: None,
         });
         known.key = key;
         *known
@@ -1413,11 +1499,24 @@ impl PfsyncEngine {
                     Queue::InsAck => Message::InsAck(id),
                     Queue::DelC => Message::DelC(id),
                     Queue::UpdC | Queue::Ins | Queue::Upd => {
-                        let Some(state) = store.get(&pending.key, id) else {
+                        // A twin's id (the peer asked for it by UPD_REQ) reads its record.
+                        let record = self.index.get(&id).and_then(|k| k.record);
+                        let Some(state) = store.get(&pending.key, record.unwrap_or(id)) else {
                             self.counters.vanished += 1;
                             continue;
                         };
-                        match queue {
+                        if record.is_some() {
+                            let twin = twin_state(&state, id);
+                            let msg = StateMsg::from_state(&twin, &cx);
+                            self.write(&mut builder, Message::Upd(Box::new(msg)), out);
+                            continue;
+                        }
+                        // The connection's other pf state, when the peer knows or needs it.
+                        let twin = self
+                            .twin_of(&state)
+                            .filter(|_| queue != Queue::Upd)
+                            .map(|twin| twin_state(&state, twin));
+                        let message = match queue {
                             Queue::UpdC => Message::UpdC(upd_c(&state)),
                             Queue::Ins => {
                                 let mut msg = StateMsg::from_state(&state, &cx);
@@ -1427,6 +1526,15 @@ impl PfsyncEngine {
                                 Message::Ins(Box::new(msg))
                             }
                             _ => Message::Upd(Box::new(StateMsg::from_state(&state, &cx))),
+                        };
+                        self.write(&mut builder, message, out);
+                        let Some(twin) = twin else {
+                            continue;
+                        };
+                        self.note_twin(id, pending.key, StateId::new(twin.id, twin.creator));
+                        match queue {
+                            Queue::UpdC => Message::UpdC(upd_c(&twin)),
+                            _ => Message::Ins(Box::new(StateMsg::from_state(&twin, &cx))),
                         }
                     }
                 };
@@ -1647,6 +1755,7 @@ impl PfsyncEngine {
         self.bulk_send = Some(BulkSend {
             cursor: WalkCursor::default(),
             slice: VecDeque::with_capacity(BULK_SLICE),
+            carry: None,
             walked: false,
             started: false,
             sent: 0,
@@ -1695,23 +1804,39 @@ impl PfsyncEngine {
                 }
             }
             while builder.has_room(action::UPD, StateMsg::LEN) {
-                if bulk.slice.is_empty() && !bulk.walked {
-                    let slice = &mut bulk.slice;
-                    bulk.walked = store.walk(&mut bulk.cursor, BULK_SLICE, &mut |s: &State| {
-                        slice.push_back(s.clone())
-                    });
-                }
-                let Some(state) = bulk.slice.pop_front() else {
-                    break;
+                let message = match bulk.carry.take() {
+                    Some(twin) => twin,
+                    None => {
+                        if bulk.slice.is_empty() && !bulk.walked {
+                            let slice = &mut bulk.slice;
+                            bulk.walked =
+                                store.walk(&mut bulk.cursor, BULK_SLICE, &mut |s: &State| {
+                                    slice.push_back(s.clone())
+                                });
+                        }
+                        let Some(state) = bulk.slice.pop_front() else {
+                            break;
+                        };
+                        bulk.sent += 1;
+                        if let Some(twin) = self.twin_of(&state) {
+                            let record = StateId::new(state.id, state.creator);
+                            self.note_twin(record, state.key, twin);
+                            let twin = twin_state(&state, twin);
+                            bulk.carry = Some(Box::new(StateMsg::from_state(&twin, &cx)));
+                        }
+                        Box::new(StateMsg::from_state(&state, &cx))
+                    }
                 };
-                let message = Message::Upd(Box::new(StateMsg::from_state(&state, &cx)));
-                builder.push(&message);
-                bulk.sent += 1;
+                builder.push(&Message::Upd(message));
                 self.counters.sent.add(action::UPD);
                 self.counters.bulk_states_sent += 1;
             }
             let mut done = false;
-            if bulk.walked && bulk.slice.is_empty() && builder.fits(&bus(BUS_END)) {
+            if bulk.walked
+                && bulk.slice.is_empty()
+                && bulk.carry.is_none()
+                && builder.fits(&bus(BUS_END))
+            {
                 builder.push(&bus(BUS_END));
                 self.counters.sent.add(action::BUS);
                 done = true;
@@ -1743,6 +1868,23 @@ fn conversion<'a>(
         interfaces,
         default_iface,
     }
+}
+
+/// The connection's other pf state of `record`, as `twin` (see [`twin_id`]): the opposite
+/// direction, so pf's key with the initiator in the other slot, covering the other filter
+/// point, and no rule (pf attaches a state without one to its default rule).
+fn twin_state(record: &State, twin: StateId) -> State {
+    let mut state = record.clone();
+    state.id = twin.id;
+    state.creator = twin.creator;
+    state.flags ^= STATE_OUTBOUND;
+    state.covers = if state.flags & STATE_OUTBOUND != 0 {
+        COVER_OUT
+    } else {
+        COVER_IN
+    };
+    state.rule = u32::MAX;
+    state
 }
 
 /// The compressed update of `state` (`pfsync_out_upd_c`: expire and flags 0).

@@ -36,6 +36,16 @@
 //!   deletes every state of that creator; BUS drives the bulk request; TDB is counted and
 //!   ignored. Merges go per peer and never move a peer's TCP state or `seqlo` back (§5.9); a
 //!   stale side is answered with our state at once.
+//! - **One record, pf's two states** (§4.3). pf keeps a forwarded connection as two states,
+//!   in on the ingress interface and out on the egress one, each with its own id; rampart
+//!   keeps one record covering both filter points. From a pf peer, the second state to
+//!   arrive adds its point to the first's record and is indexed as that record's *twin*;
+//!   its updates merge into the record, and the record's updates and deletion go to it
+//!   too. Towards a peer, a record goes out as one state carrying rampart's coverage bits
+//!   (enough for a rampart peer), or, with [`PfsyncConfig::split_states`], as pf's two: the
+//!   record under its own id and direction, and its twin under [`twin_id`] (bit 63 set)
+//!   in the other direction, so an OpenBSD backup has a state at each point. Requests,
+//!   updates and deletions of a twin find the record through the index.
 //! - **Bulk** (§3.8). [`request_bulk`](PfsyncEngine::request_bulk) sends UPD_REQ(0, 0) and
 //!   returns [`BulkEvent::Started`]; the answer ends with [`BulkEvent::Done`] or
 //!   [`BulkEvent::TimedOut`]. Answering a request starts a walk over the table; the caller
@@ -118,10 +128,12 @@ pub mod wire;
 mod tests;
 
 pub use convert::{Conversion, ImportError};
+pub use engine::twin_id;
 pub use engine::{
     apply_change, Action, ActionCounts, ApplyError, BulkEvent, BulkPhase, BulkStatus, Merge,
     PfsyncConfig, PfsyncCounters, PfsyncEngine, StateChange, StateStore, AUTH_TRAILER_LEN,
     BULK_LINK_WAIT, BULK_MAX_TRIES, BULK_REQUEST_RETRY, BULK_SLICE, DEFAULT_BULK_PROGRESS_TIMEOUT,
     DEFAULT_INDEX_GC_BUDGET, DEFAULT_MTU, FLUSH_DELAY, INDEX_GC_INTERVAL, MIN_MTU, PEER_RECENT,
+    TWIN_ID_BIT,
 };
 pub use wire::{Datagram, StateId, StateMsg};

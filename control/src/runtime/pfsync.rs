@@ -465,6 +465,9 @@ impl SyncPlane {
             // A pf peer's second states of forwarded connections, folded into the first's
             // record (not an error).
             "merged_states": c.merged_states,
+            // Full states from a peer that does not mark rampart's coverage (OpenBSD).
+            "pf_states_received": c.pf_states_received,
+            "split_states": pc.split_states,
             "errors": {
                 "bad_auth": c.bad_auth,
                 "malformed": c.malformed,

@@ -9,9 +9,12 @@ use rampart_dataplane::state::tcp::{tcps, Peer};
 use rampart_dataplane::state::{State, Timeout, COVER_IN, COVER_OUT, STATE_OUTBOUND};
 
 use super::{ms, synced_view, tcp_state, udp_state, Node, Pair, ADDR_A, ADDR_B, T0};
-use crate::pfsync::wire::{self, action, parse, state_flags, Bus, Clr, IfName, Message, StateMsg};
+use crate::pfsync::wire::{
+    self, action, parse, state_flags, Bus, Clr, IfName, Message, StateMsg, PF_IN, PF_OUT,
+};
 use crate::pfsync::{
-    Action, BulkEvent, BulkPhase, Datagram, StateChange, StateId, AUTH_TRAILER_LEN, BULK_MAX_TRIES,
+    twin_id, Action, BulkEvent, BulkPhase, Datagram, StateChange, StateId, AUTH_TRAILER_LEN,
+    BULK_MAX_TRIES, TWIN_ID_BIT,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -1142,4 +1145,234 @@ fn with_a_key_only_authenticated_packets_count() {
         pair.b.receive(ADDR_A, &forged, T0 + SEC);
         assert_eq!(pair.b.engine.counters().bad_auth, before + 1, "byte {at}");
     }
+}
+
+/// The state messages (INS, UPD) among `messages`.
+fn state_messages(messages: &[Message]) -> Vec<&StateMsg> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Ins(s) | Message::Upd(s) => Some(&**s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ids of the UPD_C and DEL_C messages among `messages`, in order.
+fn compressed_ids(messages: &[Message], action: u8) -> Vec<StateId> {
+    messages
+        .iter()
+        .filter(|m| m.action() == action)
+        .filter_map(|m| match m {
+            Message::UpdC(u) => Some(u.state_id()),
+            Message::DelC(id) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// pf's key slots of an IPv4 state message: (addr[0], port[0], addr[1], port[1]).
+fn slots(msg: &StateMsg) -> ([u8; 4], u16, [u8; 4], u16) {
+    let k = &msg.key[0];
+    let v4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
+    (v4(&k.addr[0]), k.port[0], v4(&k.addr[1]), k.port[1])
+}
+
+#[test]
+fn split_states_send_a_forwarded_connection_as_pfs_two_states() {
+    let mut pair = Pair::with(|c| c.split_states = true);
+    // A connection forwarded from 10.0.0.1:20001 to 198.51.100.7:443: one record, created
+    // by the inbound pass, covering both filter points.
+    let conn = pair.a.create(tcp_state(1, T0), T0);
+    assert_eq!(conn.covers, COVER_IN | COVER_OUT);
+    let record = StateId::new(conn.id, conn.creator);
+    let twin = twin_id(record);
+    assert_ne!(twin, record);
+    assert_eq!(twin.creator, record.creator);
+
+    let frames = pair.a.poll(T0 + SEC);
+    let sent = messages(&frames);
+    let ins = state_messages(&sent);
+    assert_eq!(actions_of(&frames), vec![action::INS, action::INS]);
+    let (inbound, outbound) = (ins[0], ins[1]);
+    assert_eq!((inbound.state_id(), inbound.direction), (record, PF_IN));
+    assert_eq!((outbound.state_id(), outbound.direction), (twin, PF_OUT));
+    // pf's keys at each point: the packet's source in slot 0 inbound, in slot 1 outbound.
+    let client = ([10, 0, 0, 1], 20001);
+    let server = ([198, 51, 100, 7], 443);
+    assert_eq!(slots(inbound), (client.0, client.1, server.0, server.1));
+    assert_eq!(slots(outbound), (server.0, server.1, client.0, client.1));
+    // The same connection, tracked alike; floating; the second has no rule of its own.
+    assert_eq!((outbound.src, outbound.dst), (inbound.src, inbound.dst));
+    assert_eq!(
+        (inbound.ifname, outbound.ifname),
+        (IfName::ALL, IfName::ALL)
+    );
+    assert_eq!((inbound.rule, outbound.rule), (conn.rule, u32::MAX));
+
+    // A rampart peer folds the two back into one record.
+    for d in &frames {
+        pair.b.receive(ADDR_A, d, T0 + SEC);
+    }
+    assert_eq!(pair.b.table.len(), 1);
+    assert_eq!(pair.b.get(&conn.key).unwrap().covers, COVER_IN | COVER_OUT);
+    let c = pair.b.engine.counters();
+    assert_eq!((c.merged_states, c.insert_failures), (1, 0));
+    assert_eq!(c.pf_states_received, 0, "rampart's coverage bits on both");
+
+    // An update goes out for both states.
+    pair.a.update(&conn.key, T0 + 2 * SEC, |s| {
+        s.peers[0].seqlo += 100;
+        s.peers[0].seqhi += 100;
+    });
+    let frames = pair.a.poll(T0 + 3 * SEC);
+    assert_eq!(
+        compressed_ids(&messages(&frames), action::UPD_C),
+        vec![record, twin]
+    );
+    for d in &frames {
+        pair.b.receive(ADDR_A, d, T0 + 3 * SEC);
+    }
+    assert_eq!(
+        pair.b.get(&conn.key).unwrap().peers[0].seqlo,
+        conn.peers[0].seqlo + 100
+    );
+
+    // A peer that asks for the second state by id gets it.
+    let request = Datagram {
+        dst: Ipv4Addr::new(224, 0, 0, 240),
+        payload: wire::encode(&[Message::UpdReq(twin)]),
+    };
+    let answer = pair.a.receive(ADDR_B, &request, T0 + 4 * SEC);
+    let answered = messages(&answer);
+    let upd = state_messages(&answered);
+    assert_eq!(actions_of(&answer), vec![action::UPD]);
+    assert_eq!((upd[0].state_id(), upd[0].direction), (twin, PF_OUT));
+    assert_eq!(slots(upd[0]), slots(outbound));
+    assert_eq!(pair.a.engine.counters().vanished, 0);
+
+    // The connection's end deletes both.
+    pair.a.delete(&conn.key, T0 + 5 * SEC);
+    let frames = pair.a.poll(T0 + 6 * SEC);
+    let mut deleted = compressed_ids(&messages(&frames), action::DEL_C);
+    deleted.sort();
+    let mut both = vec![record, twin];
+    both.sort();
+    assert_eq!(deleted, both);
+    for d in &frames {
+        pair.b.receive(ADDR_A, d, T0 + 6 * SEC);
+    }
+    assert_eq!(pair.b.table.len(), 0);
+    assert_eq!(pair.b.engine.counters().unknown_state, 0);
+}
+
+#[test]
+fn without_split_states_a_record_goes_as_one_state() {
+    let mut pair = Pair::new();
+    let conn = pair.a.create(tcp_state(1, T0), T0);
+    let frames = pair.a.poll(T0 + SEC);
+    let sent = messages(&frames);
+    let ins = state_messages(&sent);
+    assert_eq!(ins.len(), 1);
+    assert_eq!(ins[0].state_id(), StateId::new(conn.id, conn.creator));
+    // rampart's coverage bits carry both filter points to a rampart peer.
+    for d in &frames {
+        pair.b.receive(ADDR_A, d, T0 + SEC);
+    }
+    assert_eq!(pair.b.get(&conn.key).unwrap().covers, COVER_IN | COVER_OUT);
+}
+
+#[test]
+fn a_split_bulk_sends_both_states_of_forwarded_connections_only() {
+    let mut pair = Pair::with(|c| c.split_states = true);
+    // 100 forwarded TCP connections (both points) and 50 UDP flows seen at one point.
+    for i in 0..150 {
+        let state = if i < 100 {
+            tcp_state(i, T0)
+        } else {
+            udp_state(i, T0)
+        };
+        let hash = pair.a.table.hash(&state.key);
+        pair.a.table.lock(hash).insert(hash, state).unwrap();
+    }
+    let frames = run_bulk(&mut pair, T0, 1, millis(1));
+    let sent = messages(&frames);
+    let states = state_messages(&sent);
+    assert_eq!(states.len(), 250);
+    let twins = states
+        .iter()
+        .filter(|m| m.id & TWIN_ID_BIT != 0)
+        .collect::<Vec<_>>();
+    assert_eq!(twins.len(), 100);
+    assert!(twins.iter().all(|m| m.direction == PF_OUT && m.proto == 6));
+    // Each twin follows its record (possibly in the next packet).
+    for (i, m) in states.iter().enumerate() {
+        if m.id & TWIN_ID_BIT != 0 {
+            assert_eq!(states[i - 1].state_id(), {
+                let mut record = m.state_id();
+                record.id ^= TWIN_ID_BIT;
+                record
+            });
+        }
+    }
+    assert_eq!(pair.b.table.len(), 150);
+    assert_tables_agree(&pair);
+    let c = pair.b.engine.counters();
+    assert_eq!((c.merged_states, c.insert_failures), (100, 0));
+    assert_eq!(pair.a.engine.counters().bulk_states_sent, 250);
+    assert_eq!(
+        pair.b.bulk_events,
+        vec![BulkEvent::Started, BulkEvent::Done]
+    );
+}
+
+#[test]
+fn an_openbsd_peers_second_state_is_updated_and_deleted_with_its_record() {
+    // After a failover from an OpenBSD master, this node updates and expires the connection
+    // that OpenBSD keeps as two states: both of its states hear about it.
+    let mut b = Node::new(0xb, ADDR_B, |_| {});
+    let timeouts = *b.table.timeouts();
+    let cx = sender_conversion(&timeouts);
+    let conn = tcp_state(1, T0);
+    let state_msg = |id: u64, outbound: bool| {
+        let mut st = conn.clone();
+        st.id = id;
+        st.creator = 0xc;
+        st.covers = 0;
+        if outbound {
+            st.flags |= STATE_OUTBOUND;
+        }
+        let mut msg = StateMsg::from_state(&st, &cx);
+        msg.sync_flags = 0;
+        msg
+    };
+    let frame = Datagram {
+        dst: Ipv4Addr::new(224, 0, 0, 240),
+        payload: wire::encode(&[
+            Message::Ins(Box::new(state_msg(100, false))),
+            Message::Ins(Box::new(state_msg(101, true))),
+        ]),
+    };
+    b.receive(ADDR_A, &frame, T0);
+    assert_eq!(b.table.len(), 1);
+    assert_eq!(
+        b.engine.counters().pf_states_received,
+        2,
+        "told apart from a rampart peer"
+    );
+    let (first, second) = (StateId::new(100, 0xc), StateId::new(101, 0xc));
+
+    b.update(&conn.key, T0 + 3 * SEC, |s| s.peers[1].seqlo += 10);
+    let frames = b.poll(T0 + 4 * SEC);
+    assert_eq!(
+        compressed_ids(&messages(&frames), action::UPD_C),
+        vec![first, second]
+    );
+
+    b.delete(&conn.key, T0 + 5 * SEC);
+    let frames = b.poll(T0 + 6 * SEC);
+    let mut deleted = compressed_ids(&messages(&frames), action::DEL_C);
+    deleted.sort();
+    assert_eq!(deleted, vec![first, second]);
+    assert_eq!(b.engine.known_states(), 0);
 }
