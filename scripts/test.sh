@@ -18,3 +18,13 @@ echo "== lab tests: rampart between Linux hosts in network namespaces (tests/lab
 cargo test --test lab 2>&1 | tee -a /tmp/rampart-test.log
 echo "== benchmarks compile (run them with: cargo bench -p rampart-dataplane)"
 cargo bench --workspace --no-run --quiet
+
+# Tests skip only where a facility cannot exist on this machine (no root, no namespaces, no
+# hugepages, no DPDK); each says so with a WARNING line. Repeat them here, where they are seen.
+skipped=$(grep -c "WARNING: skipping" /tmp/rampart-test.log || true)
+if [ "${skipped:-0}" -gt 0 ]; then
+    echo "== WARNING: $skipped test(s) skipped for want of a facility on this machine:"
+    grep "WARNING: skipping" /tmp/rampart-test.log | sort | uniq -c
+else
+    echo "== every test ran (none skipped)"
+fi
