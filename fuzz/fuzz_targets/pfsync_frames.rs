@@ -28,6 +28,8 @@ fn node() -> &'static Mutex<Node> {
     NODE.get_or_init(|| {
         let mut config = PfsyncConfig::new(0x0a);
         config.own_addresses = vec![Ipv4Addr::new(198, 18, 0, 1)];
+        // Twins too: the peer's requests, updates and deletions of them, and bulks with them.
+        config.split_states = true;
         Mutex::new(Node {
             engine: PfsyncEngine::new(config),
             table: StateTable::new(StateTableConfig {

@@ -1376,3 +1376,83 @@ fn an_openbsd_peers_second_state_is_updated_and_deleted_with_its_record() {
     assert_eq!(deleted, vec![first, second]);
     assert_eq!(b.engine.known_states(), 0);
 }
+
+#[test]
+fn a_split_pair_agrees_under_random_traffic_and_keeps_no_stale_identities() {
+    let mut pair = Pair::with(|c| c.split_states = true);
+    let mut rng = super::Rng::new(0x5eed);
+    let mut now = T0;
+    let mut live = Vec::new();
+    let mut touched_by_b = std::collections::HashMap::new();
+    for i in 0..3000u32 {
+        match rng.below(10) {
+            // A new forwarded TCP connection (both filter points), or a UDP flow seen at one.
+            0..=3 => {
+                let state = if rng.below(3) == 0 {
+                    udp_state(i, now)
+                } else {
+                    tcp_state(i, now)
+                };
+                live.push(pair.a.create(state, now).key);
+            }
+            4..=6 if !live.is_empty() => {
+                let key = live[rng.below(live.len() as u64) as usize];
+                pair.a.update(&key, now, |s| {
+                    s.peers[0].seqlo = s.peers[0].seqlo.wrapping_add(10);
+                    s.peers[0].seqhi = s.peers[0].seqhi.wrapping_add(10);
+                    s.packets[0] += 1;
+                    s.last_ms = ms(now);
+                });
+            }
+            7..=8 if !live.is_empty() => {
+                // Not a connection fw-b updated within its flush delay: its UPD_C would
+                // cross our DEL_C, and each side would ask the other for a state it no
+                // longer has (an UPD_REQ counted as unknown, as OpenBSD counts it).
+                let at = rng.below(live.len() as u64) as usize;
+                if touched_by_b
+                    .get(&live[at])
+                    .is_none_or(|&t| now > t + 2 * SEC)
+                {
+                    let key = live.swap_remove(at);
+                    pair.a.delete(&key, now);
+                }
+            }
+            // The backup's worker passes a packet of a connection it has (asymmetric
+            // routing, or after a failover): its update goes back for both states.
+            9 if !live.is_empty() => {
+                let key = live[rng.below(live.len() as u64) as usize];
+                if pair.b.get(&key).is_some() {
+                    touched_by_b.insert(key, now);
+                    pair.b.update(&key, now, |s| {
+                        s.peers[1].seqlo = s.peers[1].seqlo.wrapping_add(7);
+                        s.peers[1].seqhi = s.peers[1].seqhi.wrapping_add(7);
+                        s.last_ms = ms(now);
+                    });
+                }
+            }
+            _ => {}
+        }
+        // 3000 steps in about 30 s: well within the UDP flows' 60 s timeout.
+        now += millis(rng.below(20));
+        pair.settle(now);
+    }
+    // The last queued messages leave a flush delay later.
+    pair.settle(now + SEC);
+    assert_eq!(pair.a.table.len(), live.len());
+    assert_tables_agree(&pair);
+    let (a, b) = (pair.a.engine.counters(), pair.b.engine.counters());
+    assert_eq!((b.insert_failures, b.unknown_state, b.bad_value), (0, 0, 0));
+    assert_eq!((a.unknown_state, a.vanished), (0, 0));
+    assert!(b.merged_states > 0);
+    // fw-b's updates reached fw-a for both states of its connections.
+    assert!(a.received.get(action::UPD_C) > 0);
+    // Each record is known with at most its twin: deletions took both identities along.
+    let tcp = pair
+        .a
+        .states()
+        .values()
+        .filter(|s| s.covers == COVER_IN | COVER_OUT)
+        .count();
+    assert_eq!(pair.a.engine.known_states(), live.len() + tcp);
+    assert_eq!(pair.b.engine.known_states(), live.len() + tcp);
+}
