@@ -1398,6 +1398,14 @@ impl PfsyncEngine {
             .then(|| twin_id(record))
     }
 
+    /// The connection's other pf state to send beside `state` ([`twin_of`](Self::twin_of)),
+    /// indexed as the record's, or `None`.
+    fn twin_to_send(&mut self, state: &State) -> Option<State> {
+        let twin = self.twin_of(state)?;
+        self.note_twin(StateId::new(state.id, state.creator), state.key, twin);
+        Some(twin_state(state, twin))
+    }
+
     /// The peer is being sent `twin`, the other pf state of `record`: index it as one of
     /// the record's states, so that the peer's requests, updates and deletion of it find
     /// the record.
@@ -1511,11 +1519,13 @@ impl PfsyncEngine {
                             self.write(&mut builder, Message::Upd(Box::new(msg)), out);
                             continue;
                         }
-                        // The connection's other pf state, when the peer knows or needs it.
-                        let twin = self
-                            .twin_of(&state)
-                            .filter(|_| queue != Queue::Upd)
-                            .map(|twin| twin_state(&state, twin));
+                        // The connection's other pf state, when the peer knows or needs it
+                        // (an UPD answers a request for one state only).
+                        let twin = if queue == Queue::Upd {
+                            None
+                        } else {
+                            self.twin_to_send(&state)
+                        };
                         let message = match queue {
                             Queue::UpdC => Message::UpdC(upd_c(&state)),
                             Queue::Ins => {
@@ -1531,7 +1541,6 @@ impl PfsyncEngine {
                         let Some(twin) = twin else {
                             continue;
                         };
-                        self.note_twin(id, pending.key, StateId::new(twin.id, twin.creator));
                         match queue {
                             Queue::UpdC => Message::UpdC(upd_c(&twin)),
                             _ => Message::Ins(Box::new(StateMsg::from_state(&twin, &cx))),
@@ -1818,10 +1827,7 @@ impl PfsyncEngine {
                             break;
                         };
                         bulk.sent += 1;
-                        if let Some(twin) = self.twin_of(&state) {
-                            let record = StateId::new(state.id, state.creator);
-                            self.note_twin(record, state.key, twin);
-                            let twin = twin_state(&state, twin);
+                        if let Some(twin) = self.twin_to_send(&state) {
                             bulk.carry = Some(Box::new(StateMsg::from_state(&twin, &cx)));
                         }
                         Box::new(StateMsg::from_state(&state, &cx))

@@ -517,6 +517,27 @@ fn clr_naming_an_interface_clears_only_the_states_on_it() {
     assert_eq!(b.table.len(), 0, "then the floating ones");
 }
 
+/// `conn` as an OpenBSD peer (creator 0xc) sends one of its two states of it: under `id`, in
+/// the direction `outbound` says, and without rampart's coverage bits (the direction says
+/// which filter point the state is for).
+fn openbsd_state(
+    conn: &State,
+    id: u64,
+    outbound: bool,
+    cx: &crate::pfsync::Conversion<'_>,
+) -> StateMsg {
+    let mut st = conn.clone();
+    st.id = id;
+    st.creator = 0xc;
+    st.covers = 0;
+    if outbound {
+        st.flags |= STATE_OUTBOUND;
+    }
+    let mut msg = StateMsg::from_state(&st, cx);
+    msg.sync_flags = 0;
+    msg
+}
+
 #[test]
 fn an_openbsd_peers_two_states_of_a_connection_become_one_record() {
     // pf keeps a forwarded connection as two states: in on the ingress interface and out on
@@ -526,19 +547,7 @@ fn an_openbsd_peers_two_states_of_a_connection_become_one_record() {
     let timeouts = *b.table.timeouts();
     let cx = sender_conversion(&timeouts);
     let conn = tcp_state(1, T0);
-    let state_msg = |id: u64, outbound: bool| {
-        let mut st = conn.clone();
-        st.id = id;
-        st.creator = 0xc;
-        st.covers = 0;
-        if outbound {
-            st.flags |= STATE_OUTBOUND;
-        }
-        let mut msg = StateMsg::from_state(&st, &cx);
-        // As OpenBSD sends it: no rampart coverage bits, the direction says which point.
-        msg.sync_flags = 0;
-        msg
-    };
+    let state_msg = |id: u64, outbound: bool| openbsd_state(&conn, id, outbound, &cx);
     let send = |b: &mut Node, messages: Vec<Message>| {
         let frame = Datagram {
             dst: Ipv4Addr::new(224, 0, 0, 240),
@@ -1334,18 +1343,7 @@ fn an_openbsd_peers_second_state_is_updated_and_deleted_with_its_record() {
     let timeouts = *b.table.timeouts();
     let cx = sender_conversion(&timeouts);
     let conn = tcp_state(1, T0);
-    let state_msg = |id: u64, outbound: bool| {
-        let mut st = conn.clone();
-        st.id = id;
-        st.creator = 0xc;
-        st.covers = 0;
-        if outbound {
-            st.flags |= STATE_OUTBOUND;
-        }
-        let mut msg = StateMsg::from_state(&st, &cx);
-        msg.sync_flags = 0;
-        msg
-    };
+    let state_msg = |id: u64, outbound: bool| openbsd_state(&conn, id, outbound, &cx);
     let frame = Datagram {
         dst: Ipv4Addr::new(224, 0, 0, 240),
         payload: wire::encode(&[
